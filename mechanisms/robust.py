@@ -301,7 +301,7 @@ def centered_clipping(
         with np.errstate(over="ignore", invalid="ignore"):
             diff = Xf - v
         norms = _row_norms(diff)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(norms > tau, tau / norms, 1.0)
         usable = np.isfinite(norms) & np.all(np.isfinite(diff), axis=1)
         factor = np.where(usable, factor, 0.0)
@@ -345,8 +345,18 @@ def _check_combiner_params(name: str, params: dict[str, object]) -> None:
     _check_positive("tol", params.get("tol", 1e-7), allow_zero=True)
     _check_int("max_iter", params.get("max_iter", 1000), 0, big, "max_iter must be >= 0")
     _check_positive("nu", params.get("nu", 1e-10))
-    _check_positive("tau", params.get("tau", 10.0), allow_zero=True)
+    if params.get("tau") is not None:
+        _check_positive("tau", params["tau"], allow_zero=True)
     _check_int("iterations", params.get("iterations", 1), 0, big, "iterations must be >= 0")
+
+
+def _median_radius(C: np.ndarray, center: np.ndarray) -> float:
+    """Median distance of the finite rows of C to center (0 when none is finite)."""
+    finite, _ = _finite_rows(C)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = _row_norms(finite - center)
+    norms = norms[np.isfinite(norms)]
+    return float(np.median(norms)) if norms.size else 0.0
 
 
 def _aggregate(name: str, C: np.ndarray, f: int, params: dict[str, object]) -> np.ndarray:
@@ -362,7 +372,11 @@ def _aggregate(name: str, C: np.ndarray, f: int, params: dict[str, object]) -> n
     if name == "geometric_median":
         return geometric_median(C, **params)
     if name == "centered_clipping":
-        return centered_clipping(C, center=median(C), **params)
+        center = median(C)
+        if params.get("tau") is not None:
+            return centered_clipping(C, center=center, **params)
+        rest = {key: value for key, value in params.items() if key != "tau"}
+        return centered_clipping(C, center=center, tau=_median_radius(C, center), **rest)
     k = params.get("neighbours")
     k = None if k is None else min(int(k), n - 1)
     if name == "krum":
@@ -386,7 +400,8 @@ def make_combiner(name: str, **params: object) -> Combiner:
     Multi-Krum need n >= 3; below that the coordinate-wise median (the mean of two rows) is
     used. Explicit ``neighbours`` and ``m`` are clipped to n - 1 and n. Centred clipping
     starts at the coordinate-wise median of C (a zero centre would shrink whole models toward
-    the origin).
+    the origin) and, unless ``tau`` is given, clips at the median distance of the rows to that
+    centre, a radius that follows the scale of the data.
     """
     if name not in AGGREGATORS:
         raise ValueError(

@@ -295,9 +295,23 @@ def test_combiner_resists_a_poisoned_contribution():
     plain_error = np.abs(w @ C - honest.mean(axis=0)).max()
     assert plain_error > 5.0
     for name in AGGREGATORS:
-        out = make_combiner(name, tau=0.5) if name == "centered_clipping" else make_combiner(name)
-        error = np.abs(out(C, w) - honest.mean(axis=0)).max()
+        error = np.abs(make_combiner(name)(C, w) - honest.mean(axis=0)).max()
         assert error < 0.5, (name, error)
+
+
+def test_combiner_centered_clipping_radius_follows_the_data():
+    rng = np.random.default_rng(2)
+    C = rng.normal(size=(7, 6))
+    C[3] = 1e300
+    centre = median(C)
+    honest_radii = np.linalg.norm(np.delete(C, 3, axis=0) - centre, axis=1)
+    radius = np.median(np.append(honest_radii, np.inf))  # the huge row counts as far away
+    expected = centered_clipping(C, center=centre, tau=radius)
+    np.testing.assert_allclose(make_combiner("centered_clipping")(C, np.ones(7)), 7 * expected)
+    fixed = centered_clipping(C, center=centre, tau=0.1, iterations=2)
+    np.testing.assert_allclose(
+        make_combiner("centered_clipping", tau=0.1, iterations=2)(C, np.ones(7)), 7 * fixed
+    )
 
 
 @pytest.mark.parametrize(
