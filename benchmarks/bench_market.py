@@ -1,0 +1,106 @@
+"""Server-side market work per round, measured side by side in one run.
+
+1. One market round (dissimilarity of float32 uploads + greedy clearing + iPFL payments +
+   realized utilities) for m = 10, 50, 200 clients with 10,000-parameter uploads; exact
+   clearing and the proxy targets are timed alongside.
+2. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
+   cvxpy, asserting agreement to 1e-6. The speedup is printed last.
+
+Run: .venv/bin/python benchmarks/bench_market.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from functools import partial
+
+import cvxpy as cp
+import numpy as np
+
+from mechanisms import ipfl, pfedgraph
+from mechanisms.similarity import dissimilarity
+
+N_PARAMS = 10_000
+K_VALUE, COST, LAM, ETA, ALPHA = 5e5, 1.0, 1.0, 5.0, 0.8
+
+
+def best_of(fn, repeats: int) -> float:
+    """Median wall time of `repeats` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def make_round(m: int, seed: int):
+    rng = np.random.default_rng(seed)
+    theta0 = rng.normal(size=N_PARAMS).astype(np.float32)
+    centres = rng.normal(size=(4, N_PARAMS)).astype(np.float32)
+    noise = rng.normal(size=(m, N_PARAMS)).astype(np.float32)
+    uploads = theta0 + 0.05 * centres[np.arange(m) % 4] + 0.05 * noise
+    N = rng.integers(100, 2000, m).astype(np.float64)
+    return theta0, uploads, N
+
+
+def market_round(theta0, uploads, N):
+    m = len(N)
+    D = dissimilarity(uploads, theta0)
+    A = ipfl.clear(N, COST, K_VALUE, D, LAM)
+    P = ipfl.payments(A, N, K_VALUE, D, LAM)
+    return ipfl.utilities(A, P, N, np.full(m, COST), K_VALUE)
+
+
+def reference_qp_graph(N, D, alpha):
+    """The reference's way: one cvxpy QP per row (tight tolerances for the 1e-6 check)."""
+    m = len(N)
+    p = N / N.sum()
+    cos = 1.0 - D
+    np.fill_diagonal(cos, 1.0)
+    d = np.where(cos > pfedgraph.SIMILAR_ENOUGH, -1.0, -cos)
+    W = np.zeros((m, m))
+    for i in range(m):
+        x = cp.Variable(m)
+        objective = cp.Minimize(alpha * cp.sum_squares(x) + (d[i] - 2 * alpha * p) @ x)
+        cp.Problem(objective, [x >= 0, cp.sum(x) == 1]).solve(
+            solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12
+        )
+        W[i] = x.value
+    return W
+
+
+def main() -> None:
+    for m in (10, 50, 200):
+        theta0, uploads, N = make_round(m, seed=m)
+        D = dissimilarity(uploads, theta0)
+        A = ipfl.clear(N, COST, K_VALUE, D, LAM)
+        repeats = 20 if m < 200 else 5
+        t_round = best_of(partial(market_round, theta0, uploads, N), repeats)
+        t_sim = best_of(partial(dissimilarity, uploads, theta0), repeats)
+        t_exact = best_of(partial(ipfl.clear_exact, N, COST, K_VALUE, D, LAM), repeats)
+        t_proxy = best_of(partial(ipfl.proxy_targets, A, N, uploads, theta0, uploads, ETA), repeats)
+        print(
+            f"market_round m={m} P={N_PARAMS} seconds={t_round:.4f} "
+            f"(dissimilarity={t_sim:.4f}) clear_exact_seconds={t_exact:.4f} "
+            f"proxy_targets_seconds={t_proxy:.4f} imports_per_buyer={A.sum(axis=1).mean():.2f}"
+        )
+
+    m = 50
+    theta0, uploads, N = make_round(m, seed=7)
+    D = dissimilarity(uploads, theta0)
+    W_proj = pfedgraph.graph(N, D, ALPHA)
+    W_qp = reference_qp_graph(N, D, ALPHA)
+    gap = float(np.abs(W_proj - W_qp).max())
+    assert gap < 1e-6, f"projection and QP disagree by {gap}"
+    t_proj = best_of(partial(pfedgraph.graph, N, D, ALPHA), 50)
+    t_qp = best_of(partial(reference_qp_graph, N, D, ALPHA), 2)
+    print(f"pfedgraph m={m} projection_seconds={t_proj:.6f} cvxpy_seconds={t_qp:.4f}")
+    print(f"pfedgraph m={m} max_abs_gap={gap:.2e}")
+    print(f"pfedgraph_projection_speedup={t_qp / t_proj:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,364 @@
+"""The iPFL market rules: gain, edge prices, clearing (greedy and exact), payments,
+realized utilities, welfare and the proxy aggregation target.
+
+Notation: m participants, N data sizes, K valuations (K_i = 0: pure seller), cost the
+sharing cost per importer, D = 1 - cos dissimilarities, lam and eta hyper-parameters.
+Buyer i importing the set S of sellers gains
+
+    G_i(S) = sqrt(K_i / N_i) - sqrt(K_i / (N_i + sum_{j in S} N_j)),
+
+and edge i <- j is priced tau_ij = cost_j + lam * D_ij * N_j / N_i. All market maths is
+float64 numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from mechanisms import _checks
+from mechanisms.similarity import unit_rows
+
+Combiner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+_BISECTION_STEPS = 200
+
+
+def gain(K, n_own, n_total):
+    """G = sqrt(K / n_own) - sqrt(K / n_total): the value of growing one's data pool from
+    n_own to n_total samples; 0 where K == 0 or n_total == n_own. Broadcasts.
+
+    Written as sqrt(K) (n_total - n_own) / (sqrt(n_own) sqrt(n_total) (sqrt(n_own) +
+    sqrt(n_total))) so that small imports do not lose digits to cancellation.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    a = np.asarray(n_own, dtype=np.float64)
+    b = np.asarray(n_total, dtype=np.float64)
+    if not np.isfinite(K).all() or (K < 0).any():
+        raise ValueError(f"K = {K!r} is invalid: valuations must be finite and >= 0")
+    if not np.isfinite(a).all() or (a <= 0).any():
+        raise ValueError(f"n_own = {a!r} is invalid: own data sizes must be finite and > 0")
+    if not np.isfinite(b).all() or (b < a).any():
+        raise ValueError(f"n_total = {b!r} is invalid: it must be finite and >= n_own")
+    sa, sb = np.sqrt(a), np.sqrt(b)
+    out = np.sqrt(K) * (b - a) / (sa * sb * (sa + sb))
+    return float(out) if out.ndim == 0 else out
+
+
+def _marginal(sqrt_k, n_before, size):
+    """g(n_before + size) - g(n_before) for g(n) = -sqrt(K / n), in a cancellation-free form."""
+    sa = np.sqrt(n_before)
+    sb = np.sqrt(n_before + size)
+    return sqrt_k * size / (sa * sb * (sa + sb))
+
+
+def edge_prices(N, cost, D, lam) -> np.ndarray:
+    """tau (m, m): tau[i, j] = cost_j + lam * D_ij * N_j / N_i, the price buyer i must beat
+    to import seller j (the seller's cost plus a heterogeneity charge). Diagonal is 0."""
+    N, cost, _, D, lam = _checks.market(N, cost, 0.0, D, lam)
+    return _prices(N, cost, D, lam)
+
+
+def _prices(N, cost, D, lam):
+    tau = cost[None, :] + lam * D * N[None, :] / N[:, None]
+    np.fill_diagonal(tau, 0.0)
+    return tau
+
+
+def _price_inputs(N, K, tau):
+    N = _checks.sizes(N)
+    m = N.shape[0]
+    K = _checks.per_client(K, m, "K")
+    tau = np.asarray(tau, dtype=np.float64)
+    if tau.shape != (m, m) or np.isnan(tau).any():
+        raise ValueError(f"tau must be a ({m}, {m}) array without NaN, got shape {tau.shape}")
+    return N, K, tau
+
+
+def thresholds(N, K, tau) -> np.ndarray:
+    """x* (m, m): for buyer i and seller j, the pool size x > N_j at which importing j stops
+    paying, i.e. sqrt(K_i / (x - N_j)) - sqrt(K_i / x) = tau_ij.
+
+    The left side falls strictly from +inf to 0, so the root is unique; it is bracketed in
+    [max(N_j, B), N_j + min(B, K_i / tau^2)] with B = (sqrt(K_i) N_j / (2 tau))^(2/3) (mean
+    value bounds on the derivative of -sqrt(K / x)) and found by bisection on all pairs at
+    once. tau <= 0 gives +inf; buyers with K_i = 0 and the diagonal give -inf (never import).
+    """
+    N, K, tau = _price_inputs(N, K, tau)
+    m = N.shape[0]
+    sqrt_k = np.broadcast_to(np.sqrt(K)[:, None], (m, m))
+    size = np.broadcast_to(N[None, :], (m, m))
+    buyer = (K > 0)[:, None] & ~np.eye(m, dtype=bool)
+    free = buyer & (tau <= 0)
+    solve = buyer & (tau > 0)
+    s_k, n_j, t = sqrt_k[solve], size[solve], tau[solve]
+    with np.errstate(over="ignore"):  # a tiny tau puts the root beyond float range: +inf
+        bound = (s_k * n_j / (2.0 * t)) ** (2.0 / 3.0)
+        lo = np.maximum(n_j, bound)
+        hi = np.maximum(lo, n_j + np.minimum(bound, (s_k / t) ** 2))
+    # f(x) > t  <=>  sqrt(K) N_j > t sqrt(x - N_j) sqrt(x) (sqrt(x - N_j) + sqrt(x))
+    lhs = s_k * n_j
+    for _ in range(_BISECTION_STEPS):
+        mid = lo + hi
+        mid *= 0.5
+        if not ((mid > lo) & (mid < hi)).any():
+            break
+        sa = np.sqrt(mid - n_j)
+        sb = np.sqrt(mid)
+        rhs = sa * sb
+        sa += sb
+        rhs *= sa
+        rhs *= t
+        above = lhs > rhs
+        np.copyto(lo, mid, where=above)
+        np.copyto(hi, mid, where=~above)
+    x = np.full((m, m), -np.inf)
+    x[free] = np.inf
+    x[solve] = hi
+    return x
+
+
+def clear(N, cost, K, D, lam, *, eligible=None) -> np.ndarray:
+    """The reference greedy clearing rule: A (m, m) bool, A[i, j] = buyer i imports seller j.
+
+    For each buyer with K_i > 0: sort the eligible sellers by threshold x*_ij descending
+    (ties by index), start from n = N_i and take seller j while n + N_j < x*_ij, stopping at
+    the first seller that fails. Because the taken sellers have the largest thresholds, every
+    imported seller's final marginal gain still exceeds its price (sellers are individually
+    rational). Vectorised over all buyers.
+    """
+    N, cost, K, D, lam = _checks.market(N, cost, K, D, lam)
+    allowed = _checks.mask(eligible, N.shape[0])
+    x = thresholds(N, K, _prices(N, cost, D, lam))
+    x[:, ~allowed] = -np.inf
+    order = np.argsort(-x, axis=1, kind="stable")
+    x_sorted = np.take_along_axis(x, order, axis=1)
+    pool = N[:, None] + np.cumsum(N[order], axis=1)
+    take = np.logical_and.accumulate(pool < x_sorted, axis=1)
+    A = np.zeros((N.shape[0],) * 2, dtype=bool)
+    np.put_along_axis(A, order, take, axis=1)
+    return A
+
+
+def import_value(K: float, n_own: float, sizes, prices, chosen) -> float:
+    """G(S) - sum_{j in S} price_j for one buyer and the import set `chosen` (bool mask)."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    chosen = np.asarray(chosen, dtype=bool)
+    total = n_own + sizes[chosen].sum()
+    return float(_marginal(np.sqrt(K), n_own, total - n_own) - np.asarray(prices)[chosen].sum())
+
+
+def best_import_set(K: float, n_own: float, sizes, prices) -> np.ndarray:
+    """The import set maximising G(S) - sum_{j in S} price_j for one buyer, exactly.
+
+    G depends only on the total imported size and is concave in it, so:
+    1. sellers with price <= 0 are in every optimum;
+    2. a seller whose marginal gain on top of the sure set does not beat its price is in no
+       optimum, and one whose marginal gain on top of everything else still left beats its
+       price is in every optimum; both rules are applied until nothing changes;
+    3. the remaining core is solved by depth-first branch-and-bound over sellers sorted by
+       price per sample, bounded by the continuous relaxation (fractional knapsack with a
+       concave value: fill by ascending price per sample until g'(n) falls below it).
+    Ties between equally good sets resolve deterministically (include-first search order).
+    """
+    sizes = _checks.sizes(sizes, "sizes")
+    prices = np.asarray(prices, dtype=np.float64)
+    if prices.shape != sizes.shape or not np.isfinite(prices).all():
+        raise ValueError(f"prices must be finite with shape {sizes.shape}, got {prices.shape}")
+    K = _checks.scalar(K, "K")
+    n_own = _checks.scalar(n_own, "n_own", low_open=True)
+    return _best_import_set(K, n_own, sizes, prices)
+
+
+def _best_import_set(K: float, n_own: float, sizes: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    chosen = prices <= 0
+    sqrt_k = float(np.sqrt(K))
+    if sqrt_k == 0.0:
+        return np.zeros(sizes.shape[0], dtype=bool)
+    core = np.flatnonzero(~chosen)
+    base = n_own + sizes[chosen].sum()
+    while core.size:
+        useful = _marginal(sqrt_k, base, sizes[core]) > prices[core]
+        core = core[useful]
+        top = base + sizes[core].sum()
+        sure = _marginal(sqrt_k, top - sizes[core], sizes[core]) > prices[core]
+        chosen[core[sure]] = True
+        base += sizes[core[sure]].sum()
+        core = core[~sure]
+        if useful.all() and not sure.any():
+            break
+    if core.size:
+        picked = _branch_and_bound(sqrt_k, float(base), sizes[core], prices[core])
+        chosen[core[picked]] = True
+    return chosen
+
+
+def _branch_and_bound(sqrt_k: float, base: float, sizes, prices) -> np.ndarray:
+    """Exact core solver for max -sqrt(K / (base + n_S)) - sum_S price (see best_import_set)."""
+    order = np.argsort(prices / sizes, kind="stable")
+    s = sizes[order].tolist()
+    p = prices[order].tolist()
+    r = (prices[order] / sizes[order]).tolist()
+    n_items = len(s)
+
+    def g(n: float) -> float:
+        return -sqrt_k / n**0.5
+
+    def relaxation(k: int, n: float, spent: float) -> float:
+        for idx in range(k, n_items):
+            end = n + s[idx]
+            if 0.5 * sqrt_k * end**-1.5 >= r[idx]:
+                n, spent = end, spent + p[idx]
+                continue
+            n_star = (0.5 * sqrt_k / r[idx]) ** (2.0 / 3.0)
+            if n_star > n:
+                spent += r[idx] * (n_star - n)
+                n = n_star
+            break
+        return g(n) - spent
+
+    best_val, best_bits = g(base), 0
+    stack = [(0, base, 0.0, 0)]
+    while stack:
+        k, n, spent, bits = stack.pop()
+        val = g(n) - spent
+        if val > best_val:
+            best_val, best_bits = val, bits
+        if k == n_items:
+            continue
+        if relaxation(k, n, spent) <= best_val + 1e-13 * abs(best_val):
+            continue
+        stack.append((k + 1, n, spent, bits))
+        if g(n + s[k]) - g(n) > p[k]:
+            stack.append((k + 1, n + s[k], spent + p[k], bits | (1 << k)))
+    picked = np.array([(best_bits >> k) & 1 for k in range(n_items)], dtype=bool)
+    result = np.zeros(n_items, dtype=bool)
+    result[order[picked]] = True
+    return result
+
+
+def exact_graph(N, K, tau, allowed=None) -> np.ndarray:
+    """Per buyer, the exact best import set under an arbitrary price matrix tau (m, m).
+
+    `allowed` (bool (m, m), optional) restricts which edges may be used. Used by exact
+    clearing, VCG and the posted-price market.
+    """
+    N, K, tau = _price_inputs(N, K, tau)
+    m = N.shape[0]
+    ok = ~np.eye(m, dtype=bool)
+    if allowed is not None:
+        allowed = np.asarray(allowed)
+        if allowed.shape != (m, m) or allowed.dtype != np.bool_:
+            raise ValueError(f"allowed must be a boolean ({m}, {m}) array, got {allowed.shape}")
+        ok &= allowed
+    A = np.zeros((m, m), dtype=bool)
+    for i in np.flatnonzero(K > 0):
+        sellers = np.flatnonzero(ok[i])
+        if sellers.size:
+            A[i, sellers] = _best_import_set(K[i], N[i], N[sellers], tau[i, sellers])
+    return A
+
+
+def clear_exact(N, cost, K, D, lam, *, eligible=None) -> np.ndarray:
+    """Welfare-optimal clearing: for every buyer, the import set maximising
+    G_i(S) - sum_{j in S} tau_ij exactly (the problem separates by buyer)."""
+    N, cost, K, D, lam = _checks.market(N, cost, K, D, lam)
+    allowed = np.broadcast_to(_checks.mask(eligible, N.shape[0])[None, :], D.shape)
+    return exact_graph(N, K, _prices(N, cost, D, lam), allowed)
+
+
+def marginal_gains(A, N, K) -> np.ndarray:
+    """M (m, m): M[i, j] = G_i(S_i) - G_i(S_i minus j) on edges of A, 0 elsewhere."""
+    total = N + A @ N
+    with np.errstate(invalid="ignore", divide="ignore"):
+        M = _marginal(np.sqrt(K)[:, None], total[:, None] - N[None, :], N[None, :])
+    return np.where(A, M, 0.0)
+
+
+def payments(A, N, K, D, lam) -> np.ndarray:
+    """iPFL payments: P (m, m) antisymmetric, P[i, j] = net amount i pays j.
+
+    On each edge i <- j the buyer pays pi_ij = [G_i(S_i) - G_i(S_i minus j)] -
+    lam * D_ij * N_j / N_i (reported sizes). Reverse edges net out, so P = pi - pi^T exactly
+    and the round's payments sum to zero (strong budget balance).
+    """
+    N, _, K, D, lam = _checks.market(N, 0.0, K, D, lam)
+    A = _checks.graph(A, N.shape[0])
+    pi = np.where(A, marginal_gains(A, N, K) - lam * D * N[None, :] / N[:, None], 0.0)
+    return pi - pi.T
+
+
+def utilities(A, P, N_true, cost_true, K, platform=None) -> np.ndarray:
+    """Realized utility U (m,) with TRUE sizes and costs:
+    U_i = G_i(S_i; N_true) - sum_j P[i, j] - platform_i - cost_true_i * #importers of i.
+
+    `platform` (m,) is the net amount each participant pays the platform (None: zero), so
+    mechanisms that are not budget balanced (VCG) are scored correctly.
+    """
+    N = _checks.sizes(N_true, "N_true")
+    m = N.shape[0]
+    A = _checks.graph(A, m)
+    cost = _checks.per_client(cost_true, m, "cost_true")
+    K = _checks.per_client(K, m, "K")
+    P = np.asarray(P, dtype=np.float64)
+    if P.shape != (m, m) or not np.isfinite(P).all():
+        raise ValueError(f"P must be a finite ({m}, {m}) array, got shape {P.shape}")
+    fee = np.zeros(m) if platform is None else np.asarray(platform, dtype=np.float64)
+    if fee.shape != (m,) or not np.isfinite(fee).all():
+        raise ValueError(f"platform must be a finite ({m},) array, got shape {fee.shape}")
+    return gain(K, N, N + A @ N) - P.sum(axis=1) - fee - cost * A.sum(axis=0)
+
+
+def welfare(A, N, cost, K, D, lam) -> float:
+    """sum over buyers of G_i(S_i) - sum_{j in S_i} tau_ij: the objective clearing maximises."""
+    N, cost, K, D, lam = _checks.market(N, cost, K, D, lam)
+    A = _checks.graph(A, N.shape[0])
+    tau = _prices(N, cost, D, lam)
+    return float(gain(K, N, N + A @ N).sum() - tau[A].sum())
+
+
+def proxy_targets(A, N, uploads, theta0, own, eta, combiner: Combiner | None = None) -> np.ndarray:
+    """Aggregation targets V (m, P) for next round's proximal local training:
+
+        v_i = own_i + eta * sum_j w_ij grad_a cos(a, b_j),  a = own_i - theta0,
+        b_j = upload_j - theta0,  w_ij = A_ij N_j / N_i,
+
+    with grad_a cos(a, b) = (b/|b| - cos(a, b) a/|a|) / |a|: one normalisation and two
+    matrix products for all clients. Non-finite or zero uploads get weight 0. A client whose
+    own update is zero or non-finite (no direction to move) gets v_i = own_i.
+
+    `combiner(C, w)` (optional, e.g. a robust aggregator) replaces the weighted sum w @ C of
+    each buyer's per-seller gradient terms C.
+    """
+    N = _checks.sizes(N)
+    m = N.shape[0]
+    A = _checks.graph(A, m)
+    eta = _checks.scalar(eta, "eta", low_open=True)
+    uploads = np.asarray(uploads)
+    own = np.asarray(own)
+    if own.ndim != 2 or own.shape[0] != m or uploads.shape != own.shape:
+        raise ValueError(
+            f"uploads and own must both have shape ({m}, P), got {uploads.shape} and {own.shape}"
+        )
+    theta0 = np.asarray(theta0)
+    if theta0.shape != (own.shape[1],):
+        raise ValueError(f"theta0 must have shape ({own.shape[1]},), got {theta0.shape}")
+    dtype = np.result_type(uploads.dtype, own.dtype, theta0.dtype, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        b_hat, _, b_ok = unit_rows(uploads.astype(dtype, copy=False) - theta0.astype(dtype))
+        a_hat, a_norm, a_ok = unit_rows(own.astype(dtype, copy=False) - theta0.astype(dtype))
+    W = np.where(A & b_ok[None, :], N[None, :] / N[:, None], 0.0)
+    W[~a_ok, :] = 0.0
+    cos = (a_hat @ b_hat.T).astype(np.float64)
+    inv_norm = np.where(a_ok, 1.0 / np.where(a_ok, a_norm, 1.0), 0.0)
+    V = own.astype(dtype, copy=True)
+    if combiner is None:
+        step = W.astype(dtype) @ b_hat - ((W * cos).sum(axis=1).astype(dtype)[:, None] * a_hat)
+        V += (eta * inv_norm).astype(dtype)[:, None] * step
+        return V
+    for i in np.flatnonzero(W.any(axis=1)):
+        sellers = np.flatnonzero(W[i])
+        C = (b_hat[sellers] - cos[i, sellers].astype(dtype)[:, None] * a_hat[i]) * inv_norm[i]
+        V[i] += eta * np.asarray(combiner(C, W[i, sellers]), dtype=dtype)
+    return V

@@ -1,0 +1,410 @@
+import itertools
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import brentq
+
+from mechanisms import ipfl
+
+
+@st.composite
+def markets(draw, min_m=2, max_m=8):
+    """A random reported market: sizes, costs, valuations (some pure sellers), D, lam."""
+    m = draw(st.integers(min_m, max_m))
+
+    def vec(elements):
+        return np.array(draw(st.lists(elements, min_size=m, max_size=m)), dtype=float)
+
+    N = vec(st.floats(10, 5000))
+    cost = vec(st.floats(0, 5))
+    K = vec(st.one_of(st.just(0.0), st.floats(1e2, 1e7)))
+    d = np.array(draw(st.lists(st.floats(0, 2), min_size=m * m, max_size=m * m))).reshape(m, m)
+    D = (d + d.T) / 2
+    np.fill_diagonal(D, 0.0)
+    lam = draw(st.floats(0, 3))
+    return N, cost, K, D, lam
+
+
+def random_market(rng, m, k_value=5e5):
+    N = rng.uniform(50, 2000, m)
+    cost = rng.uniform(0, 2, m)
+    K = np.where(rng.random(m) < 0.2, 0.0, k_value * rng.uniform(0.5, 2, m))
+    D = rng.uniform(0, 1.5, (m, m))
+    D = (D + D.T) / 2
+    np.fill_diagonal(D, 0.0)
+    return N, cost, K, D, 1.0
+
+
+def brute_force_value(K, n_own, sizes, prices):
+    best = 0.0
+    for r in range(1, len(sizes) + 1):
+        for subset in itertools.combinations(range(len(sizes)), r):
+            chosen = np.zeros(len(sizes), dtype=bool)
+            chosen[list(subset)] = True
+            best = max(best, ipfl.import_value(K, n_own, sizes, prices, chosen))
+    return best
+
+
+def reference_greedy(N, cost, K, D, lam):
+    """The greedy rule written pair by pair with a scalar root finder."""
+    m = len(N)
+    A = np.zeros((m, m), dtype=bool)
+    for i in range(m):
+        if K[i] == 0:
+            continue
+        x = {}
+        for j in range(m):
+            if j == i:
+                continue
+            tau = cost[j] + lam * D[i, j] * N[j] / N[i]
+            if tau <= 0:
+                x[j] = np.inf
+                continue
+
+            def f(v, k=K[i], n=N[j], tau=tau):
+                return np.sqrt(k / (v - n)) - np.sqrt(k / v) - tau
+
+            hi = N[j] * 2
+            while f(hi) > 0:
+                hi *= 2
+            x[j] = brentq(f, N[j] * (1 + 1e-15) + 1e-300, hi, xtol=1e-14, rtol=1e-15)
+        n = N[i]
+        for j in sorted(x, key=lambda j: (-x[j], j)):
+            if n + N[j] < x[j]:
+                A[i, j] = True
+                n += N[j]
+            else:
+                break
+    return A
+
+
+# --- gain -------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.floats(0, 1e8),
+    st.floats(1, 1e5),
+    st.floats(0, 1e5),
+    st.floats(0, 1e5),
+)
+def test_gain_zero_without_imports_increasing_and_concave(K, n, x, y):
+    assert ipfl.gain(K, n, n) == 0.0
+    lo, hi = sorted((x, y))
+    g_lo, g_hi = ipfl.gain(K, n, n + lo), ipfl.gain(K, n, n + hi)
+    assert g_hi >= g_lo >= 0
+    if K > 1e-3 and hi - lo > 1e-6 * n:
+        assert g_hi > g_lo
+    mid = ipfl.gain(K, n, n + (lo + hi) / 2)
+    assert mid >= (g_lo + g_hi) / 2 - 1e-12 * (1 + g_hi)
+
+
+def test_gain_formula_and_broadcast():
+    assert ipfl.gain(5e5, 100.0, 400.0) == pytest.approx(np.sqrt(5e3) - np.sqrt(5e5 / 400))
+    assert ipfl.gain(0.0, 100.0, 400.0) == 0.0
+    out = ipfl.gain(np.array([0.0, 4.0]), 1.0, np.array([[1.0], [4.0]]))
+    np.testing.assert_allclose(out, [[0.0, 0.0], [0.0, 1.0]])
+
+
+@pytest.mark.parametrize(
+    "args", [(-1.0, 10.0, 20.0), (1.0, 0.0, 20.0), (1.0, 10.0, 5.0), (np.nan, 10.0, 20.0)]
+)
+def test_gain_rejects_invalid(args):
+    with pytest.raises(ValueError):
+        ipfl.gain(*args)
+
+
+# --- thresholds and greedy clearing ------------------------------------------------------
+
+
+@settings(max_examples=50, deadline=None)
+@given(markets())
+def test_thresholds_solve_the_marginal_equation(market):
+    N, cost, K, D, lam = market
+    tau = ipfl.edge_prices(N, cost, D, lam)
+    x = ipfl.thresholds(N, K, tau)
+    m = len(N)
+    for i, j in itertools.product(range(m), range(m)):
+        if i == j or K[i] == 0:
+            assert x[i, j] == -np.inf
+        elif tau[i, j] <= 0:
+            assert x[i, j] == np.inf
+        else:
+            assert x[i, j] > N[j]
+            lhs = np.sqrt(K[i] / (x[i, j] - N[j])) - np.sqrt(K[i] / x[i, j])
+            assert lhs == pytest.approx(tau[i, j], rel=1e-7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(markets())
+def test_clear_matches_pairwise_reference(market):
+    A = ipfl.clear(*market)
+    np.testing.assert_array_equal(A, reference_greedy(*market))
+    assert A.dtype == bool and not np.diagonal(A).any()
+    N, cost, K, D, lam = market
+    assert not A[K == 0].any()
+
+
+def test_clear_stops_at_first_failure():
+    # Seller 1 has the highest threshold; seller 2 fails; seller 3 would fit but comes after.
+    N = np.array([100.0, 100.0, 5000.0, 10.0])
+    cost = np.array([0.0, 0.0, 45.0, 0.5])
+    K = np.array([5e5, 0.0, 0.0, 0.0])
+    D = np.zeros((4, 4))
+    x = ipfl.thresholds(N, K, ipfl.edge_prices(N, cost, D, 0.0))
+    order = np.argsort(-x[0], kind="stable")
+    assert list(order[:3]) == [1, 2, 3]
+    A = ipfl.clear(N, cost, K, D, 0.0)
+    assert A[0].tolist() == [False, True, False, False]
+    marginal_3 = ipfl.gain(5e5, 200.0, 210.0)
+    assert marginal_3 > 0.5  # importing seller 3 alone would have paid
+
+
+def test_clear_respects_eligible():
+    rng = np.random.default_rng(5)
+    N, cost, K, D, lam = random_market(rng, 20)
+    eligible = rng.random(20) < 0.5
+    for rule in (ipfl.clear, ipfl.clear_exact):
+        A = rule(N, cost, K, D, lam, eligible=eligible)
+        assert not A[:, ~eligible].any()
+        assert A.any()
+
+
+# --- exact clearing ----------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(markets(max_m=8))
+def test_exact_equals_brute_force_and_beats_greedy(market):
+    N, cost, K, D, lam = market
+    A = ipfl.clear_exact(*market)
+    tau = ipfl.edge_prices(N, cost, D, lam)
+    for i in np.flatnonzero(K > 0):
+        sellers = np.flatnonzero(np.arange(len(N)) != i)
+        best = brute_force_value(K[i], N[i], N[sellers], tau[i, sellers])
+        got = ipfl.import_value(K[i], N[i], N[sellers], tau[i, sellers], A[i, sellers])
+        assert got == pytest.approx(best, rel=1e-9, abs=1e-9)
+    greedy = ipfl.clear(*market)
+    assert ipfl.welfare(A, *market) >= ipfl.welfare(greedy, *market) - 1e-9
+
+
+def test_exact_equals_brute_force_at_twelve():
+    rng = np.random.default_rng(12)
+    for k_value in (5e5, 5e7):
+        N, cost, K, D, lam = random_market(rng, 12, k_value)
+        cost = cost * 0.1
+        A = ipfl.clear_exact(N, cost, K, D, lam)
+        tau = ipfl.edge_prices(N, cost, D, lam)
+        for i in np.flatnonzero(K > 0):
+            sellers = np.flatnonzero(np.arange(12) != i)
+            best = brute_force_value(K[i], N[i], N[sellers], tau[i, sellers])
+            got = ipfl.import_value(K[i], N[i], N[sellers], tau[i, sellers], A[i, sellers])
+            assert got == pytest.approx(best, rel=1e-10)
+
+
+def test_exact_is_fast_at_two_hundred():
+    rng = np.random.default_rng(200)
+    N, cost, K, D, lam = random_market(rng, 200)
+    ipfl.clear_exact(N[:10], cost[:10], K[:10], D[:10, :10], lam)
+    start = time.perf_counter()
+    A = ipfl.clear_exact(N, cost, K, D, lam)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.5
+    assert ipfl.welfare(A, N, cost, K, D, lam) >= ipfl.welfare(
+        ipfl.clear(N, cost, K, D, lam), N, cost, K, D, lam
+    )
+
+
+def test_best_import_set_takes_free_sellers():
+    chosen = ipfl.best_import_set(5e5, 100.0, [10.0, 20.0, 30.0], [0.0, -1.0, 1e9])
+    assert chosen.tolist() == [True, True, False]
+    assert not ipfl.best_import_set(0.0, 100.0, [10.0], [0.0]).any()
+
+
+# --- payments, utilities, welfare --------------------------------------------------------
+
+
+@settings(max_examples=80, deadline=None)
+@given(markets())
+def test_payments_antisymmetric_and_balanced(market):
+    N, cost, K, D, lam = market
+    A = ipfl.clear(*market)
+    P = ipfl.payments(A, N, K, D, lam)
+    np.testing.assert_array_equal(P, -P.T)
+    assert abs(P.sum()) <= 1e-9 * (1 + np.abs(P).sum())
+    M = ipfl.marginal_gains(A, N, K)
+    pi = np.where(A, M - lam * D * N[None, :] / N[:, None], 0.0)
+    np.testing.assert_allclose(P.sum(axis=1), pi.sum(axis=1) - pi.sum(axis=0), atol=1e-9)
+
+
+@settings(max_examples=80, deadline=None)
+@given(markets())
+def test_truthful_participants_are_individually_rational(market):
+    N, cost, K, D, lam = market
+    for rule in (ipfl.clear, ipfl.clear_exact):
+        A = rule(*market)
+        U = ipfl.utilities(A, ipfl.payments(A, N, K, D, lam), N, cost, K)
+        assert (U >= -1e-9).all()
+
+
+def test_marginal_gain_matches_removal():
+    N = np.array([100.0, 200.0, 300.0])
+    K = np.array([5e5, 0.0, 0.0])
+    A = np.array([[False, True, True], [False] * 3, [False] * 3])
+    M = ipfl.marginal_gains(A, N, K)
+    assert M[0, 1] == pytest.approx(ipfl.gain(5e5, 100, 600) - ipfl.gain(5e5, 100, 400))
+    assert M[0, 2] == pytest.approx(ipfl.gain(5e5, 100, 600) - ipfl.gain(5e5, 100, 300))
+    assert (M[1:] == 0).all()
+
+
+def test_utilities_and_welfare_by_hand():
+    N = np.array([100.0, 300.0])
+    cost = np.array([0.5, 2.0])
+    K = np.array([5e5, 0.0])
+    D = np.array([[0.0, 0.4], [0.4, 0.0]])
+    A = np.array([[False, True], [False, False]])
+    G = ipfl.gain(5e5, 100.0, 400.0)
+    P = ipfl.payments(A, N, K, D, 1.0)
+    assert P[0, 1] == pytest.approx(G - 0.4 * 3)
+    U = ipfl.utilities(A, P, N, cost, K, platform=np.array([1.0, -1.0]))
+    np.testing.assert_allclose(U, [G - P[0, 1] - 1.0, P[0, 1] + 1.0 - 2.0])
+    assert ipfl.welfare(A, N, cost, K, D, 1.0) == pytest.approx(G - 2.0 - 1.2)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"N": np.array([100.0, -1.0, 50.0])},
+        {"N": np.array([100.0, 0.0, 50.0])},
+        {"cost": np.ones(4)},
+        {"cost": np.array([1.0, np.nan, 1.0])},
+        {"K": np.array([1.0, -2.0, 1.0])},
+        {"D": np.full((3, 3), np.nan)},
+        {"D": np.full((3, 3), 2.5)},
+        {"D": np.zeros((3, 2))},
+        {"lam": -1.0},
+        {"lam": np.inf},
+    ],
+)
+def test_invalid_market_inputs_raise(change):
+    args = {"N": np.array([100.0, 200.0, 50.0]), "cost": 1.0, "K": 5e5, "D": np.zeros((3, 3))}
+    args["lam"] = 1.0
+    args.update(change)
+    for fn in (ipfl.clear, ipfl.clear_exact):
+        with pytest.raises(ValueError):
+            fn(args["N"], args["cost"], args["K"], args["D"], args["lam"])
+
+
+def test_invalid_graph_and_payment_inputs_raise():
+    N = np.array([100.0, 200.0])
+    D = np.zeros((2, 2))
+    with pytest.raises(ValueError, match="A"):
+        ipfl.payments(np.eye(2, dtype=bool), N, 1.0, D, 1.0)
+    with pytest.raises(ValueError, match="A"):
+        ipfl.payments(np.zeros((3, 3), dtype=bool), N, 1.0, D, 1.0)
+    with pytest.raises(ValueError, match="P"):
+        ipfl.utilities(np.zeros((2, 2), dtype=bool), np.full((2, 2), np.nan), N, 1.0, 1.0)
+    with pytest.raises(ValueError, match="eligible"):
+        ipfl.clear(N, 1.0, 1.0, D, 1.0, eligible=np.array([1, 0]))
+
+
+# --- proxy targets ------------------------------------------------------------------------
+
+
+def _cos_objective(theta, theta0, uploads, w):
+    a = theta - theta0
+    total = 0.0
+    for j, wj in enumerate(w):
+        if wj:
+            b = uploads[j] - theta0
+            total += wj * (a @ b) / (np.linalg.norm(a) * np.linalg.norm(b))
+    return total
+
+
+def test_proxy_targets_are_a_gradient_step_on_weighted_cosine():
+    rng = np.random.default_rng(7)
+    m, p, eta = 5, 6, 5.0
+    theta0 = rng.normal(size=p)
+    own = theta0 + rng.normal(size=(m, p))
+    uploads = own + 0.1 * rng.normal(size=(m, p))
+    N = rng.uniform(50, 500, m)
+    A = rng.random((m, m)) < 0.6
+    np.fill_diagonal(A, False)
+    V = ipfl.proxy_targets(A, N, uploads, theta0, own, eta)
+    h = 1e-6
+    for i in range(m):
+        w = np.where(A[i], N / N[i], 0.0)
+        grad = np.zeros(p)
+        for k in range(p):
+            e = np.zeros(p)
+            e[k] = h
+            up = _cos_objective(own[i] + e, theta0, uploads, w)
+            down = _cos_objective(own[i] - e, theta0, uploads, w)
+            grad[k] = (up - down) / (2 * h)
+        np.testing.assert_allclose(V[i], own[i] + eta * grad, atol=1e-6)
+
+
+def test_proxy_targets_hostile_uploads_and_zero_updates():
+    rng = np.random.default_rng(8)
+    m, p = 4, 10
+    theta0 = rng.normal(size=p).astype(np.float32)
+    own = theta0 + rng.normal(size=(m, p)).astype(np.float32)
+    own[3] = theta0
+    uploads = own.copy()
+    uploads[1] = np.nan
+    uploads[2] = theta0
+    A = ~np.eye(m, dtype=bool)
+    N = np.full(m, 100.0)
+    V = ipfl.proxy_targets(A, N, uploads, theta0, own, 5.0)
+    assert V.dtype == np.float32 and np.isfinite(V).all()
+    np.testing.assert_array_equal(V[3], own[3])
+    only_zero = A.copy()
+    only_zero[:, 1] = False
+    np.testing.assert_allclose(V, ipfl.proxy_targets(only_zero, N, uploads, theta0, own, 5.0))
+    alone = np.zeros_like(A)
+    np.testing.assert_allclose(V[0], ipfl.proxy_targets(alone, N, uploads, theta0, own, 5.0)[0])
+
+
+def test_proxy_targets_with_weighted_sum_combiner_matches_vectorised():
+    rng = np.random.default_rng(9)
+    m, p = 6, 30
+    theta0 = rng.normal(size=p)
+    own = theta0 + rng.normal(size=(m, p))
+    uploads = own + rng.normal(size=(m, p))
+    A = rng.random((m, m)) < 0.5
+    np.fill_diagonal(A, False)
+    N = rng.uniform(10, 100, m)
+    seen = []
+
+    def combiner(C, w):
+        seen.append(C.shape[0])
+        return w @ C
+
+    plain = ipfl.proxy_targets(A, N, uploads, theta0, own, 2.0)
+    combined = ipfl.proxy_targets(A, N, uploads, theta0, own, 2.0, combiner=combiner)
+    np.testing.assert_allclose(combined, plain, atol=1e-12)
+    assert sorted(seen) == sorted(int(k) for k in A.sum(axis=1) if k)
+
+
+def test_proxy_targets_reject_bad_shapes():
+    with pytest.raises(ValueError, match="own"):
+        ipfl.proxy_targets(
+            np.zeros((2, 2), dtype=bool),
+            [1.0, 2.0],
+            np.zeros((2, 3)),
+            np.zeros(3),
+            np.zeros((2, 4)),
+            1.0,
+        )
+    with pytest.raises(ValueError, match="eta"):
+        ipfl.proxy_targets(
+            np.zeros((2, 2), dtype=bool),
+            [1.0, 2.0],
+            np.zeros((2, 3)),
+            np.zeros(3),
+            np.zeros((2, 3)),
+            0.0,
+        )
