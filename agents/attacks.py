@@ -74,6 +74,12 @@ def _copy_or_none(a: np.ndarray | None) -> np.ndarray | None:
     return None if a is None else a.copy()
 
 
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
 def _check_count(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name}={value!r} is out of range: must be an integer >= 1")
@@ -113,6 +119,12 @@ def scaled(own, honest_uploads, theta0, round, rng, *, factor: float = 10.0) -> 
     own, _, t0 = _check_inputs(own, honest_uploads, theta0)
     factor = _check_real("factor", factor)
     return (t0 + factor * (own - t0)).astype(_out_dtype(own))
+
+
+def non_finite(own, honest_uploads, theta0, round, rng, *, kind: str = "nan") -> np.ndarray:
+    """A hostile upload that is not a model at all: every parameter NaN (or +inf)."""
+    own, _, _ = _check_inputs(own, honest_uploads, theta0)
+    return np.full(own.shape, np.nan if kind == "nan" else np.inf, dtype=_out_dtype(own))
 
 
 def alie_z(n_clients: int, n_byzantine: int) -> float:
@@ -264,12 +276,13 @@ ATTACKS: dict[str, Callable[..., Any]] = {
     "scaled": scaled,
     "alie": alie,
     "ipm": ipm,
+    "non_finite": non_finite,
     "plain": plain,
     "disguised": DisguisedFreeRider,
     "delta": DeltaFreeRider,
 }
 FAKE_SELLERS: tuple[str, ...] = (
-    "sign_flip", "shuffle", "constant", "gaussian", "scaled", "alie", "ipm"
+    "sign_flip", "shuffle", "constant", "gaussian", "scaled", "alie", "ipm", "non_finite"
 )
 FREE_RIDERS: tuple[str, ...] = ("plain", "disguised", "delta")
 
@@ -282,6 +295,7 @@ _PARAMS: dict[str, dict[str, Callable[[object], object]]] = {
         "n_byzantine": lambda v: _check_count("n_byzantine", v),
     },
     "ipm": {"epsilon": lambda v: _check_real("epsilon", v, positive=True)},
+    "non_finite": {"kind": lambda v: _check_choice("kind", v, ("nan", "inf"))},
 }
 
 

@@ -7,14 +7,15 @@ Scored reputations ("similarity", "validation") keep an exponential moving avera
 client, ``r <- beta * r + (1 - beta) * s``, where s is the round's observation; a client's
 first observation initialises r (a late arrival is not dragged toward an arbitrary prior).
 Exclusion rule, applied after each update over the *active* clients (present, not yet
-excluded, scored at least once), with mu their mean score::
+excluded, scored at least once), with mu their median score (the attackers' own low scores
+cannot drag the cutoff down with them)::
 
     exclude i  if  r_i < mu - threshold * |mu| - margin
 
-The relative term is the RFFL-style "below a fraction of the mean"; taking |mu| keeps the
-cutoff below the mean when mu is negative, and the absolute ``margin`` keeps a gap when mu is
-near zero, so a market of clients with similar scores never excludes half of them. The cutoff
-never exceeds the mean, so the best-scored active client is never excluded. Exclusion is
+The relative term is the RFFL-style "below a fraction of the typical score"; taking |mu|
+keeps the cutoff below mu when mu is negative, and the absolute ``margin`` keeps a gap when mu
+is near zero, so a market of clients with similar scores never excludes half of them. The
+cutoff never exceeds the median, so at least half of the active clients always stay. Exclusion is
 permanent, as in RFFL: an excluded client stays out even if its later uploads look honest
 (otherwise an attacker could alternate). Absent clients (``present[i] == False``) keep their
 score, are not eligible that round, and are neither scored nor compared against.
@@ -58,18 +59,33 @@ def unit_updates(uploads: np.ndarray, theta0: np.ndarray) -> tuple[np.ndarray, n
     return V, valid
 
 
-def mean_cosines(V: np.ndarray, compare: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's mean cosine to the other rows flagged by `compare`, and how many there were.
+def median_cosines(uploads: np.ndarray, theta0: np.ndarray, reference: np.ndarray,
+                   norm_bound: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's cosine to the coordinate-wise median update of the `reference` rows.
 
-    V holds unit rows; one matrix product gives all pairwise cosines.
+    Returns (cosines, scored). A row whose update is non-finite, zero, or longer than
+    `norm_bound` times the reference rows' median update norm gets -1; such rows are also
+    left out of the median. `scored` is False everywhere when no reference row remains.
     """
-    G = np.clip(V @ V[compare].T, -1.0, 1.0)
-    own = np.zeros(V.shape[0])
-    own[compare] = np.diagonal(G[compare])
-    counts = int(compare.sum()) - compare.astype(int)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = (G.sum(axis=1) - own) / counts
-    return np.where(counts > 0, means, np.nan), counts
+    V, valid = unit_updates(uploads, theta0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        U = np.asarray(uploads, dtype=np.float64) - np.asarray(theta0, dtype=np.float64)
+        norms = np.full(len(U), np.inf)
+        norms[valid] = np.linalg.norm(U[valid], axis=1)
+    usable = valid.copy()
+    if norm_bound is not None and (valid & reference).any():
+        usable &= norms <= norm_bound * np.median(norms[valid & reference])
+    ref = usable & reference
+    cos = np.full(len(U), -1.0)
+    if not ref.any():
+        return cos, np.zeros(len(U), dtype=bool)
+    center = np.median(U[ref], axis=0)
+    with np.errstate(over="ignore"):
+        size = np.linalg.norm(center)
+    if not np.isfinite(size) or size == 0:
+        return cos, np.zeros(len(U), dtype=bool)
+    cos[usable] = np.clip(V[usable[valid]] @ (center / size), -1.0, 1.0)
+    return cos, np.ones(len(U), dtype=bool)
 
 
 class Reputation:
@@ -180,21 +196,29 @@ class _ScoredReputation(Reputation, ABC):
         self.present_ = present
         active = present & ~self.excluded_ & self.seen_
         if active.any():
-            mu = float(self.scores_[active].mean())
+            mu = float(np.median(self.scores_[active]))
             cutoff = mu - self.threshold * abs(mu) - self.margin
             self.excluded_ |= active & (self.scores_ < cutoff)
 
 
 class SimilarityReputation(_ScoredReputation):
-    """RFFL-style: each round's observation is a client's mean cosine to the others' updates.
+    """RFFL-style: each round's observation is the cosine between a client's update and the
+    coordinate-wise median update of the present, non-excluded clients.
 
-    Updates are ``upload - theta0``. A client's cosine is averaged over the other present,
-    non-excluded clients with a valid update. A non-finite or zero update scores -1 (the
-    worst cosine) and is not used to score others. A client with nobody to compare against is
-    not observed that round.
+    Updates are ``upload - theta0``. The median is a reference a minority of attackers cannot
+    steer (RFFL compares with the aggregate; a mean would follow the attackers). An update
+    that is non-finite, zero, or longer than ``norm_bound`` times the median update norm (a
+    boosted, random or constant model) scores -1 and stays out of the median; ``norm_bound``
+    None disables the length check.
     """
 
     name = "similarity"
+
+    def __init__(self, n_clients: int, beta: float = 0.9, threshold: float = 0.5,
+                 margin: float = 0.05, norm_bound: float | None = 5.0):
+        super().__init__(n_clients, beta=beta, threshold=threshold, margin=margin)
+        self.norm_bound = (None if norm_bound is None else _check_fraction(
+            "norm_bound", norm_bound, 1.0, None, "must be >= 1 (or None)"))
 
     def _observe(self, uploads, theta0, present):
         obs = np.zeros(self.n_clients)
@@ -202,14 +226,9 @@ class SimilarityReputation(_ScoredReputation):
         idx = np.flatnonzero(present)
         if idx.size == 0:
             return obs, observed
-        V, valid = unit_updates(uploads[idx], theta0)
-        bad = idx[~valid]
-        obs[bad], observed[bad] = -1.0, True
-        good = idx[valid]
-        means, counts = mean_cosines(V, ~self.excluded_[good])
-        has_peers = counts > 0
-        obs[good[has_peers]] = means[has_peers]
-        observed[good[has_peers]] = True
+        cos, scored = median_cosines(uploads[idx], theta0, ~self.excluded_[idx],
+                                     self.norm_bound)
+        obs[idx], observed[idx] = cos, scored
         return obs, observed
 
 
@@ -259,12 +278,14 @@ def make_reputation(
 ) -> Reputation:
     """A reputation filter by name: "none", "similarity" or "validation".
 
-    ``params`` are beta, threshold and margin for the scored kinds. ``score_fn`` is required
+    ``params`` are beta, threshold and margin for the scored kinds (and norm_bound for
+    "similarity"). ``score_fn`` is required
     by "validation" and ignored by the others, so callers may always pass what they have.
     """
     if name not in REPUTATIONS:
         raise ValueError(f"unknown reputation {name!r}; available: {', '.join(REPUTATIONS)}")
-    allowed = () if name == "none" else ("beta", "threshold", "margin")
+    allowed = {"none": (), "similarity": ("beta", "threshold", "margin", "norm_bound"),
+               "validation": ("beta", "threshold", "margin")}[name]
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(

@@ -40,7 +40,10 @@ def test_registry_groups_cover_everything():
     assert not set(FAKE_SELLERS) & set(FREE_RIDERS)
 
 
-@pytest.mark.parametrize("name", list(ATTACKS))
+FINITE_ATTACKS = [name for name in ATTACKS if name != "non_finite"]
+
+
+@pytest.mark.parametrize("name", FINITE_ATTACKS)
 def test_shape_dtype_and_determinism(name):
     own, honest, theta0 = _setup()
     outs = []
@@ -54,7 +57,7 @@ def test_shape_dtype_and_determinism(name):
         assert np.all(np.isfinite(a))
 
 
-@pytest.mark.parametrize("name", list(ATTACKS))
+@pytest.mark.parametrize("name", FINITE_ATTACKS)
 def test_no_honest_uploads_is_defined(name):
     own, _, theta0 = _setup()
     attack = make_attack(name)
@@ -64,6 +67,16 @@ def test_no_honest_uploads_is_defined(name):
         assert out.shape == (P,) and np.all(np.isfinite(out))
     if name in ("alie", "ipm", "plain", "delta", "disguised"):
         np.testing.assert_array_equal(attack(own, np.zeros((0, P)), theta0, 1, rng), own)
+
+
+def test_non_finite_upload_is_all_nan_or_inf():
+    own, honest, theta0 = _setup()
+    rng = np.random.default_rng(0)
+    nan = make_attack("non_finite")(own, honest, theta0, 0, rng)
+    inf = make_attack("non_finite", kind="inf")(own, honest, theta0, 0, rng)
+    assert nan.shape == inf.shape == (P,) and np.isnan(nan).all() and np.isposinf(inf).all()
+    with pytest.raises(ValueError, match="kind must be one of nan, inf"):
+        make_attack("non_finite", kind="zero")
 
 
 def test_sign_flip_reverses_the_update():

@@ -15,7 +15,7 @@ from mechanisms.reputation import (
     SimilarityReputation,
     ValidationReputation,
     make_reputation,
-    mean_cosines,
+    median_cosines,
     unit_updates,
 )
 
@@ -44,18 +44,20 @@ def test_similarity_excludes_sign_flippers_within_three_updates(seed):
     assert excluded_at is not None and excluded_at <= 3
 
 
-def test_mean_cosines_matches_pairwise_loop():
+def test_median_cosines_matches_a_loop_and_bounds_the_norm():
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(7, 12))
-    V, valid = unit_updates(X, np.zeros(12))
-    assert valid.all()
-    compare = np.array([True, True, False, True, True, False, True])
-    means, counts = mean_cosines(V, compare)
+    X = rng.normal(size=(7, 12)) + 2.0
+    X[5] *= 40.0  # far longer than the others: scores -1 and leaves the median
+    reference = np.array([True, True, False, True, True, True, True])
+    cos, scored = median_cosines(X, np.zeros(12), reference, norm_bound=5.0)
+    assert scored.all()
+    center = np.median(X[[0, 1, 3, 4, 6]], axis=0)
     for i in range(7):
-        others = [j for j in range(7) if compare[j] and j != i]
-        cos = [X[i] @ X[j] / np.linalg.norm(X[i]) / np.linalg.norm(X[j]) for j in others]
-        assert counts[i] == len(others)
-        assert means[i] == pytest.approx(np.mean(cos))
+        expected = -1.0 if i == 5 else X[i] @ center / np.linalg.norm(X[i]) / np.linalg.norm(
+            center)
+        assert cos[i] == pytest.approx(expected)
+    unbounded, _ = median_cosines(X, np.zeros(12), reference, norm_bound=None)
+    assert unbounded[5] > 0.5
 
 
 def test_unit_updates_handles_huge_zero_and_nan_rows():
@@ -115,7 +117,7 @@ def test_exclusion_is_permanent():
     assert not rep.eligible()[8:].any()  # ... but stay out
 
 
-def test_threshold_rule_is_safe_for_near_zero_and_negative_means():
+def test_threshold_rule_is_safe_for_near_zero_and_negative_medians():
     theta0 = np.zeros(M)
     orthogonal = np.eye(M)  # every pairwise cosine is 0: the mean score is exactly 0
     rep = make_reputation("similarity", M)
@@ -125,12 +127,13 @@ def test_threshold_rule_is_safe_for_near_zero_and_negative_means():
     rep = make_reputation("similarity", 2)  # two opposed clients: both score -1
     rep.update(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.zeros(2))
     assert rep.eligible().all()
-    # a negative mean: the cutoff moves below it, not above
+    # a negative median: the cutoff moves below it, not above
     rep = make_reputation("similarity", 3, threshold=0.5, margin=0.0)
-    rep.update(np.array([[1.0, 0.0], [-1.0, 0.1], [-1.0, -0.1]]), np.zeros(2))
-    mu = rep.scores_.mean()
+    rep.update(np.array([[1.0, 1.0, -3.0], [1.0, -3.0, 1.0], [-3.0, 1.0, 1.0]]), np.zeros(3))
+    mu = np.median(rep.scores_)
     assert mu < 0
     np.testing.assert_array_equal(rep.eligible(), rep.scores_ >= mu - 0.5 * abs(mu))
+    assert rep.eligible().all()
 
 
 @st.composite
