@@ -160,6 +160,7 @@ class MarketModel(mesa.Model):
         outcome = self.mechanism.outcome(n_hat, c_hat, K, D, eligible)
         self._aggregate(outcome.A, n_hat, uploads, own, slots)
         self._settle(active, outcome, K, r)
+        self.last_outcome.update(D=D, n_hat=n_hat, cost_hat=c_hat, K=K, eligible=eligible)
         for a in active:
             a.record(r + 1)
         self._churn(active, r)
