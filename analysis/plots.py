@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -11,35 +12,33 @@ from matplotlib.figure import Figure
 
 
 def cumulative_utility(agents: pd.DataFrame) -> Figure:
-    """Mean cumulative utility per participant, by strategy, over rounds."""
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
+    """Mean cumulative utility per participant, by strategy and role, over rounds."""
     rounds = agents[agents["round"] > 0].sort_values(["participant", "round"])
     rounds = rounds.assign(cumulative=rounds.groupby("participant")["utility"].cumsum())
-    for label, frame in rounds.groupby(_group_label(rounds)):
-        series = frame.groupby("round")["cumulative"].mean()
-        ax.plot(series.index, series.values, marker=".", label=label)
+    fig, ax = _mean_by_group(rounds, "cumulative")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set(xlabel="round", ylabel="mean cumulative utility",
            title="Cumulative utility by strategy and role")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 
 def accuracy_over_rounds(agents: pd.DataFrame) -> Figure:
-    """Personalized test accuracy of each participant's own model, by strategy."""
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    played = agents[(agents["round"] > 0) & agents["active"]]
-    for label, frame in played.groupby(_group_label(played)):
-        series = frame.groupby("round")["accuracy"].mean()
-        ax.plot(series.index, series.values, marker=".", label=label)
+    """Personalized test accuracy of each participant's own model, by strategy and role."""
+    fig, ax = _mean_by_group(agents[(agents["round"] > 0) & agents["active"]], "accuracy")
     ax.set(xlabel="round", ylabel="personalized accuracy", ylim=(0, 1),
            title="Accuracy of own models over rounds")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
     return fig
+
+
+def _mean_by_group(frame: pd.DataFrame, column: str) -> tuple[Figure, Any]:
+    """One line per strategy-and-role group: the group's mean of `column` per round."""
+    fig = Figure(figsize=(6, 4), layout="tight")
+    ax = fig.subplots()
+    for label, group in frame.groupby(_group_label(frame)):
+        series = group.groupby("round")[column].mean()
+        ax.plot(series.index, series.values, marker=".", label=label)
+    ax.legend(fontsize=8)
+    return fig, ax
 
 
 def wallet_flows(agents: pd.DataFrame) -> Figure:

@@ -221,8 +221,7 @@ class MarketModel(mesa.Model):
 
     def _aggregate(self, A: np.ndarray, n_hat: np.ndarray, uploads: np.ndarray,
                    own: np.ndarray, slots: np.ndarray) -> None:
-        V = self.mechanism.targets(A, n_hat, np.where(np.isfinite(uploads), uploads, 0.0),
-                                   self.theta0, own)
+        V = self.mechanism.targets(A, n_hat, uploads, self.theta0, own)
         if self.targets is None:
             self.targets = np.tile(self.theta0, (self.capacity, 1))
         self.targets[slots] = V
