@@ -143,8 +143,9 @@ class MarketModel(mesa.Model):
         r = self.round
         active = [a for a in self.participants if a.active]
         slots = np.array([a.slot for a in active])
-        for a in active:
+        for a in self.participants:
             a.reset_round()
+        for a in active:
             a.decide(r)
         own = self._train(active, slots)
         uploads = self._uploads(active, own, r)

@@ -146,3 +146,16 @@ def test_runs_under_mesa_batch_run_with_a_seed_parameter():
     mine = frame[(frame["seed"] == 1)].drop_duplicates("Step").set_index("Step")
     assert mine.loc[1, "welfare"] == pytest.approx(direct.loc[1, "welfare"])
     assert mesa.Agent._ids == {} or all(m.running for m in mesa.Agent._ids)
+
+
+def test_participants_who_leave_stay_out_with_empty_records():
+    cfg = small(rounds=4, mechanism="fedavg", churn="ir_strict")  # buyers pay 1e6 per export
+    model = run(cfg)
+    agents = model.agent_frame()
+    gone = [a for a in model.participants if a.left is not None]
+    assert gone, "fedavg makes the prohibitive-cost buyer export, so it must leave"
+    for a in gone:
+        later = agents[(agents["participant"] == a.slot) & (agents["round"] > a.left)]
+        assert not later["active"].any()
+        assert (later[["imports", "exports", "paid", "received", "utility"]] == 0).all().all()
+        assert all(i != a.slot and j != a.slot for r, i, j in model.trade_log if r > a.left)
