@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from analysis import audit
+from analysis import audit, sweeps
 from models.config import ConfigError, MarketConfig
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results/run", help="output folder (default %(default)s)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=run_command)
+    sweeps.register(commands)
     audit.register(commands)
     return parser
 
