@@ -59,13 +59,19 @@ def default_population() -> tuple[Group, ...]:
 
 @dataclass(frozen=True)
 class MarketConfig:
-    """Every knob of one market run (defaults: the inclusive 12-participant market)."""
+    """Every knob of one market run (defaults: the inclusive 12-participant market).
+
+    `seed` drives every random stream of a run (partition, initial model, minibatches,
+    strategies, churn); `data_seed` draws the dataset itself (generated or subsampled), which
+    stays fixed across replicates unless changed.
+    """
 
     seed: int = 0
     rounds: int = 20
     # data
     dataset: str = "mnist1d"
     n_samples: int = 6000
+    data_seed: int = 0
     data_root: str | None = None
     partition: str = "dirichlet"
     beta: float = 0.5
@@ -209,6 +215,7 @@ def validate(cfg: MarketConfig) -> list[str]:
     check("rounds", _is_int(cfg.rounds) and cfg.rounds >= 1, "an integer >= 1")
     check("dataset", cfg.dataset in _datasets(), f"one of {', '.join(_datasets())}")
     check("n_samples", _is_int(cfg.n_samples) and cfg.n_samples >= 100, "an integer >= 100")
+    check("data_seed", _is_int(cfg.data_seed) and cfg.data_seed >= 0, "an integer >= 0")
     check("partition", cfg.partition in _partitions(), f"one of {', '.join(_partitions())}")
     check("beta", _is_real(cfg.beta) and cfg.beta > 0, "a number > 0")
     check("n_clusters", _is_int(cfg.n_clusters) and cfg.n_clusters >= 1, "an integer >= 1")

@@ -86,8 +86,7 @@ class MarketModel(mesa.Model):
         self.trades = 0
         self.excluded = 0
         self.datacollector = mesa.DataCollector(
-            model_reporters={c: c for c in MODEL_COLUMNS if c != "active"}
-            | {"active": "n_active"},
+            model_reporters={c: "n_active" if c == "active" else c for c in MODEL_COLUMNS},
             agent_reporters=AGENT_COLUMNS,
         )
         self.datacollector.collect(self)
@@ -96,7 +95,8 @@ class MarketModel(mesa.Model):
     def _setup_data(self, partition_seed: np.random.SeedSequence,
                     split_seed: np.random.SeedSequence) -> None:
         cfg = self.config
-        data = load_dataset(cfg.dataset, n_samples=cfg.n_samples, seed=0, root=cfg.data_root)
+        data = load_dataset(cfg.dataset, n_samples=cfg.n_samples, seed=cfg.data_seed,
+                            root=cfg.data_root)
         parts = partition(data.y_train, self.capacity, cfg.partition, seed=partition_seed,
                           beta=cfg.beta, n_clusters=cfg.n_clusters, inner_beta=cfg.inner_beta,
                           classes_per_client=cfg.classes_per_client, min_size=cfg.min_size)
@@ -284,7 +284,7 @@ class MarketModel(mesa.Model):
         """Model-level data, one row per round (round 0 is the initial state)."""
         frame = self.datacollector.get_model_vars_dataframe()
         frame.index.name = "round"
-        return frame.reset_index()[["round", *[c for c in frame.columns]]]
+        return frame.reset_index()
 
     def agent_frame(self):
         """Agent-level data, one row per participant and round."""
