@@ -102,6 +102,7 @@ class MarketConfig:
     reputation_params: Mapping[str, Any] = field(default_factory=dict)
     robust: str | None = None
     robust_params: Mapping[str, Any] = field(default_factory=dict)
+    validation_size: int = 300
     # churn
     churn: str = "none"
     churn_prob: float = 0.2
@@ -239,6 +240,8 @@ def validate(cfg: MarketConfig) -> list[str]:
     check("cost", _is_real(cfg.cost) and cfg.cost >= 0, "a number >= 0")
     check("buyer_cost", _is_real(cfg.buyer_cost) and cfg.buyer_cost >= 0, "a number >= 0")
     check("endowment", _is_real(cfg.endowment), "a finite number")
+    check("validation_size", _is_int(cfg.validation_size) and cfg.validation_size >= 10,
+          "an integer >= 10 (test samples the platform keeps to score uploads)")
     check("churn", cfg.churn in CHURN, f"one of {', '.join(CHURN)}")
     check("churn_prob", _is_real(cfg.churn_prob) and 0 <= cfg.churn_prob <= 1,
           "a number in [0, 1]")

@@ -8,6 +8,7 @@ lives in `mechanisms` as pure functions.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import multiprocessing
@@ -26,8 +27,15 @@ from mechanisms.ipfl import utilities
 from mechanisms.similarity import dissimilarity
 from models import checkpoint
 from models.config import Group, MarketConfig, group_counts, mechanism_overrides
-from models.data import client_arrays, label_distribution, load_dataset, partition, split_clients
-from models.learning import NetSpec, make_trainer
+from models.data import (
+    Dataset,
+    client_arrays,
+    label_distribution,
+    load_dataset,
+    partition,
+    split_clients,
+)
+from models.learning import NetSpec, accuracy, make_trainer
 from models.ledger import Ledger, settlement
 
 log = logging.getLogger(__name__)
@@ -63,17 +71,18 @@ class MarketModel(mesa.Model):
         self.config = cfg
         self.round = 0
         self.mechanism = mechanisms.get(cfg.mechanism, **mechanism_overrides(cfg))
-        streams = np.random.SeedSequence(cfg.seed).spawn(5)
+        streams = np.random.SeedSequence(cfg.seed).spawn(6)
         self._agent_seeds, self._churn_rng = streams[3], np.random.default_rng(streams[4])
         self.capacity = cfg.n_participants + cfg.max_arrivals
-        self._setup_data(streams[0], streams[1])
+        self._setup_data(*streams[:2], validation_seed=streams[5])
         self.trainer = make_trainer(
             self.net_spec, self._client_data, lr=cfg.lr, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
             seed=int(streams[2].generate_state(1)[0]))
         self.theta0 = self.trainer.theta0.detach().numpy().astype(np.float64)
         self.targets: np.ndarray | None = None
-        self.reputation = self.mechanism.make_reputation(self.capacity)
+        self.reputation = self.mechanism.make_reputation(
+            self.capacity, score_fn=self._validation_accuracy)
         self.ledger = Ledger()
         self.last_outcome: dict[str, Any] = {}
         self.hostile: list[tuple[int, int]] = []
@@ -93,7 +102,8 @@ class MarketModel(mesa.Model):
 
     # set-up ---------------------------------------------------------------------------
     def _setup_data(self, partition_seed: np.random.SeedSequence,
-                    split_seed: np.random.SeedSequence) -> None:
+                    split_seed: np.random.SeedSequence, *,
+                    validation_seed: np.random.SeedSequence) -> None:
         cfg = self.config
         data = load_dataset(cfg.dataset, n_samples=cfg.n_samples, seed=cfg.data_seed,
                             root=cfg.data_root)
@@ -101,6 +111,8 @@ class MarketModel(mesa.Model):
                           beta=cfg.beta, n_clusters=cfg.n_clusters, inner_beta=cfg.inner_beta,
                           classes_per_client=cfg.classes_per_client, min_size=cfg.min_size)
         train, test = split_clients(parts, cfg.test_fraction, seed=split_seed)
+        if self.mechanism.reputation == "validation":
+            data, self._validation = _hold_out(data, cfg.validation_size, validation_seed)
         self.dataset = data
         self._client_data = client_arrays(data.x_train, data.y_train, train)
         self._client_test = client_arrays(data.x_train, data.y_train, test)
@@ -131,6 +143,11 @@ class MarketModel(mesa.Model):
         self.participants.append(agent)
         return agent
 
+    def _validation_accuracy(self, uploads: np.ndarray) -> np.ndarray:
+        """Accuracy of uploaded models on the platform's validation split."""
+        x, y = self._validation
+        return accuracy(self.net_spec, torch.from_numpy(uploads.astype(np.float32)), x, y)
+
     # the round ------------------------------------------------------------------------
     @property
     def n_active(self) -> int:
@@ -153,6 +170,8 @@ class MarketModel(mesa.Model):
         finite = np.all(np.isfinite(uploads), axis=1)
         for a in np.array(active)[~finite]:
             self.hostile.append((r + 1, a.slot))
+            log.info("round %d: participant %d uploaded a non-finite model; excluded",
+                     r + 1, a.slot)
         D = dissimilarity(uploads, self.theta0)
         eligible = self._reputation(active, slots, uploads) & finite
         n_hat = np.array([a.reported_n for a in active], dtype=float)
@@ -270,6 +289,8 @@ class MarketModel(mesa.Model):
             if cfg.churn == "ir_strict" and unhappy or cfg.churn == "ir_prob" and unhappy \
                     and u < cfg.churn_prob:
                 a.leave(r + 1)
+                log.info("round %d: participant %d left (utility %.3f)", r + 1, a.slot,
+                         a.utility)
         arrived = len(self.participants) - cfg.n_participants
         if arrived < cfg.max_arrivals and self._churn_rng.random() < cfg.arrival_prob:
             groups = cfg.arrival_population
@@ -277,7 +298,9 @@ class MarketModel(mesa.Model):
                                 g.fraction if g.fraction is not None else 1.0 for g in groups],
                                dtype=float)
             pick = int(self._churn_rng.choice(len(groups), p=weights / weights.sum()))
-            self._add_participant(len(self.participants), groups[pick], joined=r + 1)
+            agent = self._add_participant(len(self.participants), groups[pick], joined=r + 1)
+            log.info("round %d: participant %d arrived (%s %s)", r + 1, agent.slot,
+                     agent.role, agent.strategy.name)
 
     # results ----------------------------------------------------------------------------
     def model_frame(self):
@@ -377,6 +400,18 @@ def _build_config(config: MarketConfig | Mapping[str, Any] | None,
     elif not isinstance(config, MarketConfig):
         raise TypeError(f"config must be a MarketConfig or a dict, got {type(config).__name__}")
     return config.replace(**overrides) if overrides else config
+
+
+def _hold_out(data: Dataset, size: int, seed: np.random.SeedSequence
+              ) -> tuple[Dataset, tuple[np.ndarray, np.ndarray]]:
+    """Split the platform's validation set off the global test set (a seeded subset)."""
+    if size >= len(data.y_test):
+        raise ValueError(f"validation_size={size} must be smaller than the test set "
+                         f"({len(data.y_test)} samples)")
+    order = np.random.default_rng(seed).permutation(len(data.y_test))
+    held, kept = order[:size], np.sort(order[size:])
+    rest = dataclasses.replace(data, x_test=data.x_test[kept], y_test=data.y_test[kept])
+    return rest, (data.x_test[held], data.y_test[held])
 
 
 def _expand(groups: tuple[Group, ...], total: int) -> list[Group]:

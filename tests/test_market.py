@@ -159,3 +159,16 @@ def test_participants_who_leave_stay_out_with_empty_records():
         assert not later["active"].any()
         assert (later[["imports", "exports", "paid", "received", "utility"]] == 0).all().all()
         assert all(i != a.slot and j != a.slot for r, i, j in model.trade_log if r > a.left)
+
+
+def test_validation_reputation_scores_uploads_on_a_held_out_split():
+    cfg = small(rounds=3, n_participants=6, reputation="validation", validation_size=200,
+                partition="iid", local_steps=40, lr=0.05, population=(Group(role="trader", count=5),
+                            Group(role="seller", strategy="fake", count=1,
+                                  params={"attack": "gaussian"})))
+    model = run(cfg)
+    assert len(model.dataset.y_test) + 200 == len(
+        MarketModel(small(rounds=1)).dataset.y_test)
+    fake = next(a for a in model.participants if a.strategy.name == "fake")
+    assert fake.excluded and all(j != fake.slot for r, _, j in model.trade_log if r >= 2)
+    assert not any(a.excluded for a in model.participants if a.strategy.honest)
