@@ -173,12 +173,11 @@ class MarketConfig:
             value = _parse_value(raw.strip())
             head, _, rest = key.strip().partition(".")
             if rest:
-                nested = dict(data.get(head) or {})
-                if not isinstance(data.get(head, {}), Mapping):
-                    problems.append(f"{head}: not a table, cannot set {key}")
+                table = data.get(head)
+                if not isinstance(table, Mapping):
+                    problems.append(f"{head}: not a table, cannot set {key.strip()}")
                     continue
-                nested[rest] = value
-                data[head] = nested
+                data[head] = {**table, rest: value}
             else:
                 data[head] = value
         if problems:

@@ -74,6 +74,8 @@ def test_overrides_reach_nested_tables():
     assert cfg.rounds == 3 and cfg.mechanism_params["lam"] == 2.5 and cfg.partition == "iid"
     with pytest.raises(ConfigError, match="expected key=value"):
         MarketConfig().with_overrides(["rounds"])
+    with pytest.raises(ConfigError, match="rounds: not a table"):
+        MarketConfig().with_overrides(["rounds.x=1"])
 
 
 def test_missing_or_broken_toml(tmp_path):
