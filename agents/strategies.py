@@ -176,13 +176,13 @@ class Learning(Strategy):
             self.log_weights_[arm] += self.gamma * estimate / len(self.arms)
 
     def policy(self) -> tuple[float, float]:
-        """The arm currently believed best (the learned report factors)."""
-        if self.algorithm == "exp3":
-            best = int(np.argmax(self.log_weights_))
-        else:
-            tried = np.where(self.counts_ > 0, self.values_, -np.inf)
-            best = int(np.argmax(tried)) if self.counts_.any() else self.arms.index((1.0, 1.0))
-        return self.arms[best]
+        """The arm currently believed best (the learned report factors); ties go to the arm
+        nearest the truthful report (1, 1), so indifference never reads as a lie."""
+        scores = (self.log_weights_ if self.algorithm == "exp3"
+                  else np.where(self.counts_ > 0, self.values_, -np.inf))
+        best = np.flatnonzero(scores >= scores.max() - 1e-12) if np.isfinite(
+            scores.max()) else np.arange(len(self.arms))
+        return min((self.arms[k] for k in best), key=_distance_from_truth)
 
     def get_params(self) -> dict[str, Any]:
         return {"grid": list(self.grid), "dimension": self.dimension,
@@ -200,6 +200,10 @@ class Learning(Strategy):
         self.scale_ = float(state["scale"])
         self.last_arm_ = state["last_arm"]
         self._last_probs = np.asarray(state["last_probs"], dtype=float)
+
+
+def _distance_from_truth(arm: tuple[float, float]) -> float:
+    return abs(math.log(arm[0])) + abs(math.log(arm[1]))
 
 
 def report_arms(grid: Sequence[float], dimension: str) -> list[tuple[float, float]]:

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import torch
 from tqdm import tqdm
 
 from analysis import audit, sweeps
@@ -50,6 +51,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set, args.seed)
     model = MarketModel(cfg)
+    if model.net_spec.arch == "mlp":
+        torch.set_num_threads(1)  # small MLPs are overhead-bound: one thread runs fastest
     with tqdm(total=cfg.rounds, desc=f"{cfg.mechanism} market", unit="round",
               disable=args.quiet) as bar:
         while model.running:

@@ -41,7 +41,10 @@ cartesian product of value lists, first key varying slowest) or an explicit list
 sets (`runs`), and a number of `replicates`. Parameter set `i`, replicate `j` runs with the seed
 of `numpy.random.SeedSequence(seed).spawn(n_sets)[i].spawn(replicates)[j]` (the spawn key
 `(i, j)`), reduced to 63 bits: a run's seed depends only on the master seed and its position,
-so adding replicates or appending parameter sets keeps the existing runs' seeds. Every run
+so adding replicates or appending parameter sets keeps the existing runs' seeds. With
+`common_seeds = true` every parameter set uses the seeds of set 0 (common random numbers:
+replicate `j` of every set sees the same partition, initial model and minibatches, so the
+sets differ only by their parameters). Every run
 executes exactly `rounds` rounds (fewer only if the market stops, when fewer than two
 participants remain).
 
@@ -75,6 +78,7 @@ SWEEP.toml
     replicates = 2           # runs per parameter set (default 1)
     seed = 0                 # master seed (default 0)
     rounds = 3               # rounds of every run (or set rounds in [base] or per set)
+    common_seeds = false     # true: replicate j of every parameter set shares one seed
 
     [base]                   # MarketConfig fields shared by every run (not seed)
     dataset = "mnist1d"
@@ -135,7 +139,7 @@ VERSION = 1
 MANIFEST = "manifest.json"
 RUNS_DIR = "runs"
 FAILURES_DIR = "failures"
-SWEEP_KEYS = ("replicates", "seed", "rounds")
+SWEEP_KEYS = ("replicates", "seed", "rounds", "common_seeds")
 SECTIONS = ("sweep", "base", "grid", "runs")
 RUN_COLUMNS = ("run_id", "point", "replicate", "seed")
 
@@ -172,6 +176,7 @@ class SweepSpec:
     replicates: int = 1
     seed: int = 0
     rounds: int | None = None
+    common_seeds: bool = False
 
     def __post_init__(self) -> None:
         for name in ("base", "grid", "runs"):
@@ -219,6 +224,8 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain data in the SWEEP.toml layout (the inverse of `from_dict`)."""
         head = {"replicates": self.replicates, "seed": self.seed}
+        if self.common_seeds:
+            head["common_seeds"] = True
         if self.rounds is not None:
             head["rounds"] = self.rounds
         out: dict[str, Any] = {"sweep": head, "base": dict(self.base)}
@@ -255,7 +262,7 @@ class SweepSpec:
             config_data = config.to_dict()
             values = {name: _lookup(config_data, name) for name in names}
             for replicate in range(self.replicates):
-                seed = run_seed(self.seed, point, replicate)
+                seed = run_seed(self.seed, 0 if self.common_seeds else point, replicate)
                 runs.append(RunSpec(
                     index=len(runs), run_id=run_id(point, replicate), point=point,
                     replicate=replicate, seed=seed, params=values,
@@ -375,6 +382,8 @@ def _structure_problems(spec: SweepSpec) -> list[str]:
         problems.append(f"sweep.seed={spec.seed!r}: allowed an integer >= 0")
     if spec.rounds is not None and (not _is_int(spec.rounds) or spec.rounds < 1):
         problems.append(f"sweep.rounds={spec.rounds!r}: allowed an integer >= 1")
+    if not isinstance(spec.common_seeds, bool):
+        problems.append(f"sweep.common_seeds={spec.common_seeds!r}: allowed true or false")
     fields = _config_fields()
     if not isinstance(spec.base, Mapping):
         problems.append(f"base={spec.base!r}: allowed a table of MarketConfig fields")

@@ -57,3 +57,14 @@ def test_exp3_probabilities_mix_in_exploration():
     p = exp3_probabilities(np.array([0.0, 100.0, 0.0]), gamma=0.3)
     assert p.sum() == pytest.approx(1.0)
     assert p.min() == pytest.approx(0.1)
+
+
+def test_indifferent_learner_reports_the_truth_as_its_policy():
+    assert Learning(grid=(0.5, 1.0, 2.0), algorithm="exp3").policy() == (1.0, 1.0)
+    strategy = Learning(grid=(0.5, 1.0, 2.0))
+    assert strategy.policy() == (1.0, 1.0)
+    rng = np.random.default_rng(0)
+    for t in range(20):
+        strategy.decide(t, rng)
+        strategy.observe(0.0)
+    assert strategy.policy() == (1.0, 1.0)

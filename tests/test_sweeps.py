@@ -314,3 +314,15 @@ def test_batch_run_reports_collections_up_to_the_last_but_one_round():
         assert per_step.index.tolist() == steps
         assert per_step.tolist() == rounds.loc[steps].tolist()
     direct.release()
+
+
+def test_common_seeds_give_every_parameter_set_the_same_seeds():
+    grid = {"mechanism": ["ipfl", "fedavg", "local"]}
+    plain = SweepSpec(base=BASE, grid=grid, replicates=2).expand()
+    common = SweepSpec(base=BASE, grid=grid, replicates=2, common_seeds=True).expand()
+    assert len({r.seed for r in plain}) == 6
+    assert [r.seed for r in common] == [r.seed for r in plain[:2]] * 3
+    assert SweepSpec.from_dict(SweepSpec(base=BASE, grid=grid, common_seeds=True).to_dict()
+                               ).common_seeds
+    with pytest.raises(ConfigError, match="common_seeds"):
+        SweepSpec(base=BASE, grid=grid, common_seeds="yes")
