@@ -116,7 +116,6 @@ import os
 import sys
 import tempfile
 import time
-import tomllib
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -129,7 +128,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from models import checkpoint
-from models.config import ConfigError, MarketConfig
+from models.config import ConfigError, MarketConfig, read_toml
 
 log = logging.getLogger(__name__)
 
@@ -212,14 +211,7 @@ class SweepSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> SweepSpec:
         """Load a SWEEP.toml file; a missing file or bad TOML is a `ConfigError`."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError([f"sweep file: {path} does not exist"]) from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"sweep file: {path} is not valid TOML ({exc})"]) from exc
-        return cls.from_dict(data)
+        return cls.from_dict(read_toml(path, "sweep file"))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data in the SWEEP.toml layout (the inverse of `from_dict`)."""

@@ -145,14 +145,7 @@ class MarketConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> MarketConfig:
         """Load a TOML file; a missing file or bad TOML is a clear error."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError([f"config file: {path} does not exist"]) from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([f"config file: {path} is not valid TOML ({exc})"]) from exc
-        return cls.from_dict(data)
+        return cls.from_dict(read_toml(path, "config file"))
 
     def replace(self, **changes: Any) -> MarketConfig:
         """A copy with some fields changed (validated like the original)."""
@@ -200,6 +193,17 @@ class MarketConfig:
     def to_toml(self) -> str:
         """The configuration as TOML text (round-trips through `from_toml`)."""
         return _to_toml(self.to_dict())
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """Parse a TOML file; a missing file or bad TOML is a ConfigError naming `what`."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError([f"{what}: {path} does not exist"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{what}: {path} is not valid TOML ({exc})"]) from exc
 
 
 # validation -------------------------------------------------------------------------------
