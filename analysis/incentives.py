@@ -52,7 +52,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 from tqdm import tqdm
 
-from mechanisms import ipfl
+from mechanisms import checks, ipfl
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +86,15 @@ class Population:
     slots: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        N = _vector(self.N, "N", positive=True)
+        N = checks.sizes(self.N)
         m = N.shape[0]
         set_ = object.__setattr__
         set_(self, "N", N)
-        set_(self, "cost", _vector(self.cost, "cost", m=m))
-        set_(self, "K", _vector(self.K, "K", m=m))
-        D = np.asarray(self.D, dtype=np.float64)
-        if D.shape != (m, m):
-            raise ValueError(f"D must have shape ({m}, {m}), got {D.shape}")
-        bad = ~np.isfinite(D) | (D < 0) | (D > 2)
-        if bad.any():
-            i, j = (int(v) for v in np.argwhere(bad)[0])
-            raise ValueError(f"D[{i}, {j}] = {D[i, j]!r} is invalid: allowed range is [0, 2]")
-        set_(self, "D", D)
+        set_(self, "cost", checks.per_client(self.cost, m, "cost"))
+        set_(self, "K", checks.per_client(self.K, m, "K"))
+        set_(self, "D", checks.dissimilarities(self.D, m))
         if self.eligible is not None:
-            eligible = np.asarray(self.eligible)
-            if eligible.shape != (m,) or eligible.dtype != np.bool_:
-                raise ValueError(f"eligible must be a boolean array of shape ({m},), got "
-                                 f"{eligible.dtype} {eligible.shape}")
-            set_(self, "eligible", eligible)
+            set_(self, "eligible", checks.mask(self.eligible, m))
         if self.slots is not None:
             slots = np.asarray(self.slots)
             if slots.shape != (m,) or not np.issubdtype(slots.dtype, np.integer):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms import _checks
+from mechanisms import checks
 from mechanisms.ipfl import Combiner
 
 
 def fedavg_graph(m: int, *, eligible=None) -> np.ndarray:
     """A (m, m): every participant imports every eligible other participant."""
-    allowed = _checks.mask(eligible, m)
+    allowed = checks.mask(eligible, m)
     return np.broadcast_to(allowed[None, :], (m, m)) & ~np.eye(m, dtype=bool)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mechanisms import _checks
+from mechanisms import checks
 from mechanisms.similarity import unit_rows
 
 Combiner = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -56,7 +56,7 @@ def _marginal(sqrt_k, n_before, size):
 def edge_prices(N, cost, D, lam) -> np.ndarray:
     """tau (m, m): tau[i, j] = cost_j + lam * D_ij * N_j / N_i, the price buyer i must beat
     to import seller j (the seller's cost plus a heterogeneity charge). Diagonal is 0."""
-    N, cost, _, D, lam = _checks.market(N, cost, 0.0, D, lam)
+    N, cost, _, D, lam = checks.market(N, cost, 0.0, D, lam)
     return _prices(N, cost, D, lam)
 
 
@@ -67,9 +67,9 @@ def _prices(N, cost, D, lam):
 
 
 def _price_inputs(N, K, tau):
-    N = _checks.sizes(N)
+    N = checks.sizes(N)
     m = N.shape[0]
-    K = _checks.per_client(K, m, "K")
+    K = checks.per_client(K, m, "K")
     tau = np.asarray(tau, dtype=np.float64)
     if tau.shape != (m, m) or np.isnan(tau).any():
         raise ValueError(f"tau must be a ({m}, {m}) array without NaN, got shape {tau.shape}")
@@ -128,8 +128,8 @@ def clear(N, cost, K, D, lam, *, eligible=None) -> np.ndarray:
     imported seller's final marginal gain still exceeds its price (sellers are individually
     rational). Vectorised over all buyers.
     """
-    N, cost, K, D, lam = _checks.market(N, cost, K, D, lam)
-    allowed = _checks.mask(eligible, N.shape[0])
+    N, cost, K, D, lam = checks.market(N, cost, K, D, lam)
+    allowed = checks.mask(eligible, N.shape[0])
     x = thresholds(N, K, _prices(N, cost, D, lam))
     x[:, ~allowed] = -np.inf
     order = np.argsort(-x, axis=1, kind="stable")
@@ -162,12 +162,12 @@ def best_import_set(K: float, n_own: float, sizes, prices) -> np.ndarray:
        concave value: fill by ascending price per sample until g'(n) falls below it).
     Ties between equally good sets resolve deterministically (include-first search order).
     """
-    sizes = _checks.sizes(sizes, "sizes")
+    sizes = checks.sizes(sizes, "sizes")
     prices = np.asarray(prices, dtype=np.float64)
     if prices.shape != sizes.shape or not np.isfinite(prices).all():
         raise ValueError(f"prices must be finite with shape {sizes.shape}, got {prices.shape}")
-    K = _checks.scalar(K, "K")
-    n_own = _checks.scalar(n_own, "n_own", low_open=True)
+    K = checks.scalar(K, "K")
+    n_own = checks.scalar(n_own, "n_own", low_open=True)
     return _best_import_set(K, n_own, sizes, prices)
 
 
@@ -263,8 +263,8 @@ def exact_graph(N, K, tau, allowed=None) -> np.ndarray:
 def clear_exact(N, cost, K, D, lam, *, eligible=None) -> np.ndarray:
     """Welfare-optimal clearing: for every buyer, the import set maximising
     G_i(S) - sum_{j in S} tau_ij exactly (the problem separates by buyer)."""
-    N, cost, K, D, lam = _checks.market(N, cost, K, D, lam)
-    allowed = np.broadcast_to(_checks.mask(eligible, N.shape[0])[None, :], D.shape)
+    N, cost, K, D, lam = checks.market(N, cost, K, D, lam)
+    allowed = np.broadcast_to(checks.mask(eligible, N.shape[0])[None, :], D.shape)
     return exact_graph(N, K, _prices(N, cost, D, lam), allowed)
 
 
@@ -283,8 +283,8 @@ def payments(A, N, K, D, lam) -> np.ndarray:
     lam * D_ij * N_j / N_i (reported sizes). Reverse edges net out, so P = pi - pi^T exactly
     and the round's payments sum to zero (strong budget balance).
     """
-    N, _, K, D, lam = _checks.market(N, 0.0, K, D, lam)
-    A = _checks.graph(A, N.shape[0])
+    N, _, K, D, lam = checks.market(N, 0.0, K, D, lam)
+    A = checks.graph(A, N.shape[0])
     pi = np.where(A, marginal_gains(A, N, K) - lam * D * N[None, :] / N[:, None], 0.0)
     return pi - pi.T
 
@@ -296,11 +296,11 @@ def utilities(A, P, N_true, cost_true, K, platform=None) -> np.ndarray:
     `platform` (m,) is the net amount each participant pays the platform (None: zero), so
     mechanisms that are not budget balanced (VCG) are scored correctly.
     """
-    N = _checks.sizes(N_true, "N_true")
+    N = checks.sizes(N_true, "N_true")
     m = N.shape[0]
-    A = _checks.graph(A, m)
-    cost = _checks.per_client(cost_true, m, "cost_true")
-    K = _checks.per_client(K, m, "K")
+    A = checks.graph(A, m)
+    cost = checks.per_client(cost_true, m, "cost_true")
+    K = checks.per_client(K, m, "K")
     P = np.asarray(P, dtype=np.float64)
     if P.shape != (m, m) or not np.isfinite(P).all():
         raise ValueError(f"P must be a finite ({m}, {m}) array, got shape {P.shape}")
@@ -312,8 +312,8 @@ def utilities(A, P, N_true, cost_true, K, platform=None) -> np.ndarray:
 
 def welfare(A, N, cost, K, D, lam) -> float:
     """sum over buyers of G_i(S_i) - sum_{j in S_i} tau_ij: the objective clearing maximises."""
-    N, cost, K, D, lam = _checks.market(N, cost, K, D, lam)
-    A = _checks.graph(A, N.shape[0])
+    N, cost, K, D, lam = checks.market(N, cost, K, D, lam)
+    A = checks.graph(A, N.shape[0])
     tau = _prices(N, cost, D, lam)
     return float(gain(K, N, N + A @ N).sum() - tau[A].sum())
 
@@ -331,10 +331,10 @@ def proxy_targets(A, N, uploads, theta0, own, eta, combiner: Combiner | None = N
     `combiner(C, w)` (optional, e.g. a robust aggregator) replaces the weighted sum w @ C of
     each buyer's per-seller gradient terms C.
     """
-    N = _checks.sizes(N)
+    N = checks.sizes(N)
     m = N.shape[0]
-    A = _checks.graph(A, m)
-    eta = _checks.scalar(eta, "eta", low_open=True)
+    A = checks.graph(A, m)
+    eta = checks.scalar(eta, "eta", low_open=True)
     uploads = np.asarray(uploads)
     own = np.asarray(own)
     if own.ndim != 2 or own.shape[0] != m or uploads.shape != own.shape:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mechanisms import _checks
+from mechanisms import checks
 from mechanisms.ipfl import best_import_set, edge_prices, exact_graph, gain, import_value
 
 EXACT_SHAPLEY_LIMIT = 12
@@ -29,8 +29,8 @@ def posted_prices(N, D, lam, price) -> np.ndarray:
     """tau (m, m) a buyer weighs against its marginal gain in a posted-price market:
     price * N_j (what it pays) + lam * D_ij * N_j / N_i (the same heterogeneity charge as
     iPFL's edge price)."""
-    N = _checks.sizes(N)
-    return edge_prices(N, _checks.scalar(price, "price") * N, D, lam)
+    N = checks.sizes(N)
+    return edge_prices(N, checks.scalar(price, "price") * N, D, lam)
 
 
 def clear_posted(N, cost, K, D, lam, price, *, eligible=None) -> np.ndarray:
@@ -40,18 +40,18 @@ def clear_posted(N, cost, K, D, lam, price, *, eligible=None) -> np.ndarray:
     (price * N_j >= cost_j); every buyer then imports, among the offered models, the set
     maximising G_i(S) - sum_{j in S} (price * N_j + lam * D_ij * N_j / N_i), solved exactly.
     """
-    N, cost, K, D, lam = _checks.market(N, cost, K, D, lam)
-    price = _checks.scalar(price, "price")
-    offered = _checks.mask(eligible, N.shape[0]) & (price * N >= cost)
+    N, cost, K, D, lam = checks.market(N, cost, K, D, lam)
+    price = checks.scalar(price, "price")
+    offered = checks.mask(eligible, N.shape[0]) & (price * N >= cost)
     tau = edge_prices(N, price * N, D, lam)
     return exact_graph(N, K, tau, np.broadcast_to(offered[None, :], D.shape))
 
 
 def posted(A, N, price) -> np.ndarray:
     """Posted-price payments: on every edge i <- j the buyer pays price * N_j."""
-    N = _checks.sizes(N)
-    A = _checks.graph(A, N.shape[0])
-    price = _checks.scalar(price, "price")
+    N = checks.sizes(N)
+    A = checks.graph(A, N.shape[0])
+    price = checks.scalar(price, "price")
     pi = np.where(A, price * N[None, :], 0.0)
     return pi - pi.T
 
@@ -71,9 +71,9 @@ def vcg(N, cost, K, D, lam, *, eligible=None) -> tuple[np.ndarray, np.ndarray, n
     the platform's deficit). Misreporting one's cost never pays; the guarantee does not cover
     data sizes, which also enter the other buyers' valuations.
     """
-    N, cost, K, D, lam = _checks.market(N, cost, K, D, lam)
+    N, cost, K, D, lam = checks.market(N, cost, K, D, lam)
     m = N.shape[0]
-    allowed = np.broadcast_to(_checks.mask(eligible, m)[None, :], (m, m)) & ~np.eye(m, dtype=bool)
+    allowed = np.broadcast_to(checks.mask(eligible, m)[None, :], (m, m)) & ~np.eye(m, dtype=bool)
     tau = edge_prices(N, cost, D, lam)
     A = exact_graph(N, K, tau, allowed)
     edge = np.where(A, cost[None, :], 0.0)
@@ -164,11 +164,11 @@ def shapley(A, N, K, share, *, n_permutations: int = 1000, seed: int = 0) -> np.
     share * phi_j, where phi are the Shapley values of the game v(T) = G_i(T) over the sellers
     S_i it imports (so the payments split share * G_i(S_i)). Exact up to 12 sellers, a
     permutation estimate seeded by (seed, i) beyond."""
-    N = _checks.sizes(N)
+    N = checks.sizes(N)
     m = N.shape[0]
-    A = _checks.graph(A, m)
-    K = _checks.per_client(K, m, "K")
-    share = _checks.scalar(share, "share", high=1.0)
+    A = checks.graph(A, m)
+    K = checks.per_client(K, m, "K")
+    share = checks.scalar(share, "share", high=1.0)
     pi = np.zeros((m, m))
     for buyer in np.flatnonzero(A.any(axis=1)):
         sellers = np.flatnonzero(A[buyer])

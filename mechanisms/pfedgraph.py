@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mechanisms import _checks
+from mechanisms import checks
 
 SIMILAR_ENOUGH = 0.9
 
@@ -53,11 +53,11 @@ def graph(N, D, alpha, *, eligible=None, support=None) -> np.ndarray:
     client always keeps its own entry. Restricting to a support that contains the
     unrestricted solution's support leaves W unchanged.
     """
-    N = _checks.sizes(N)
+    N = checks.sizes(N)
     m = N.shape[0]
-    D = _checks.dissimilarities(D, m)
-    alpha = _checks.scalar(alpha, "alpha", low_open=True)
-    allowed = np.broadcast_to(_checks.mask(eligible, m)[None, :], (m, m))
+    D = checks.dissimilarities(D, m)
+    alpha = checks.scalar(alpha, "alpha", low_open=True)
+    allowed = np.broadcast_to(checks.mask(eligible, m)[None, :], (m, m))
     if support is not None:
         support = np.asarray(support, dtype=bool)
         if support.shape != (m, m):

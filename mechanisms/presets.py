@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mechanisms import _checks, baselines, ipfl, payments, pfedgraph
+from mechanisms import baselines, checks, ipfl, payments, pfedgraph
 from mechanisms.similarity import dissimilarity
 
 
@@ -55,7 +55,7 @@ def _real(low: float, high: float = np.inf, low_open: bool = False) -> Callable:
     def check(name: str, value: Any) -> float:
         if isinstance(value, bool):
             raise ValueError(f"{name} = {value!r} is not a real number")
-        return _checks.scalar(value, name, low, high, low_open)
+        return checks.scalar(value, name, low, high, low_open)
 
     return check
 
@@ -257,8 +257,8 @@ class Mechanism:
         D. `eligible` (bool (m,), optional) marks sellers allowed this round: ineligible
         sellers are never imported and earn nothing. Net payment of k is
         P[k].sum() + platform[k]."""
-        N, cost, K, D, _ = _checks.market(N, cost, K, D, 0.0)
-        eligible = _checks.mask(eligible, N.shape[0])
+        N, cost, K, D, _ = checks.market(N, cost, K, D, 0.0)
+        eligible = checks.mask(eligible, N.shape[0])
         return self._preset.market(self._params, N, cost, K, D, eligible)
 
     def market(self, N, cost, K, D, eligible=None) -> tuple[np.ndarray, np.ndarray]:
@@ -276,8 +276,8 @@ class Mechanism:
         set, each buyer's weighted sum is replaced by the robust combiner.
         """
         kind = self._preset.aggregation
-        N = _checks.sizes(N)
-        A = _checks.graph(A, N.shape[0])
+        N = checks.sizes(N)
+        A = checks.graph(A, N.shape[0])
         own = np.asarray(own)
         if own.ndim != 2 or own.shape[0] != N.shape[0]:
             raise ValueError(f"own must have shape ({N.shape[0]}, P), got {own.shape}")

@@ -1,5 +1,5 @@
-"""Input validation shared by the market functions: every error names the argument, the bad
-value and the allowed range."""
+"""Input validation shared by the market functions and their audits: every error names the
+argument, the bad value and the allowed range."""
 
 from __future__ import annotations
 
