@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import models.data as data
@@ -239,7 +239,11 @@ def test_iid_covers_every_sample_once(m, seed):
 @given(m=st.integers(1, 30), beta=st.floats(0.05, 50.0), seed=st.integers(0, 2**32 - 1),
        min_size=st.integers(1, 10))
 def test_dirichlet_covers_every_sample_once(m, beta, seed, min_size):
-    parts = partition(LABELS, m, "dirichlet", seed=seed, beta=beta, min_size=min_size)
+    try:
+        parts = partition(LABELS, m, "dirichlet", seed=seed, beta=beta, min_size=min_size)
+    except ValueError as exc:  # very small beta with many clients: no draw is large enough
+        assert "could not give every one" in str(exc) and beta < 0.5
+        assume(False)
     assert_exact_cover(parts, len(LABELS))
     assert min(len(p) for p in parts) >= min_size
 
