@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from market_strategies import markets as shared_markets
 from matplotlib.figure import Figure
 
 import mechanisms
@@ -32,20 +32,9 @@ def market(seed: int = 0, m: int = 6, buyers: int = 1, sellers: int = 1):
     return N, cost, K, D
 
 
-@st.composite
-def markets(draw, min_m=3, max_m=6):
-    m = draw(st.integers(min_m, max_m))
-
-    def vec(elements):
-        return np.array(draw(st.lists(elements, min_size=m, max_size=m)), dtype=float)
-
-    N = vec(st.floats(50, 1000))
-    cost = vec(st.floats(0, 3))
-    K = vec(st.one_of(st.just(0.0), st.floats(1e4, 1e6)))
-    d = np.array(draw(st.lists(st.floats(0, 2), min_size=m * m, max_size=m * m))).reshape(m, m)
-    D = (d + d.T) / 2
-    np.fill_diagonal(D, 0.0)
-    return N, cost, K, D
+def markets(min_m=3, max_m=6):
+    return shared_markets(min_m, max_m, n_range=(50, 1000), cost_max=3.0,
+                          k_range=(1e4, 1e6), lam_max=None)
 
 
 class SizeBounty:

@@ -5,27 +5,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from market_strategies import markets as shared_markets
 from scipy.optimize import brentq
 
 from mechanisms import ipfl
 
 
-@st.composite
-def markets(draw, min_m=2, max_m=8):
+def markets(min_m=2, max_m=8):
     """A random reported market: sizes, costs, valuations (some pure sellers), D, lam."""
-    m = draw(st.integers(min_m, max_m))
-
-    def vec(elements):
-        return np.array(draw(st.lists(elements, min_size=m, max_size=m)), dtype=float)
-
-    N = vec(st.floats(10, 5000))
-    cost = vec(st.floats(0, 5))
-    K = vec(st.one_of(st.just(0.0), st.floats(1e2, 1e7)))
-    d = np.array(draw(st.lists(st.floats(0, 2), min_size=m * m, max_size=m * m))).reshape(m, m)
-    D = (d + d.T) / 2
-    np.fill_diagonal(D, 0.0)
-    lam = draw(st.floats(0, 3))
-    return N, cost, K, D, lam
+    return shared_markets(min_m, max_m)
 
 
 def random_market(rng, m, k_value=5e5):

@@ -4,24 +4,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from market_strategies import markets as shared_markets
 
 from mechanisms import ipfl, payments
 
 
-@st.composite
-def markets(draw, min_m=2, max_m=6):
-    m = draw(st.integers(min_m, max_m))
-
-    def vec(elements):
-        return np.array(draw(st.lists(elements, min_size=m, max_size=m)), dtype=float)
-
-    N = vec(st.floats(10, 3000))
-    cost = vec(st.floats(0, 5))
-    K = vec(st.one_of(st.just(0.0), st.floats(1e3, 1e7)))
-    d = np.array(draw(st.lists(st.floats(0, 2), min_size=m * m, max_size=m * m))).reshape(m, m)
-    D = (d + d.T) / 2
-    np.fill_diagonal(D, 0.0)
-    return N, cost, K, D, draw(st.floats(0, 2))
+def markets(min_m=2, max_m=6):
+    return shared_markets(min_m, max_m, n_range=(10, 3000), k_range=(1e3, 1e7), lam_max=2.0)
 
 
 def brute_best(K, n_own, sizes, prices):

@@ -1,0 +1,25 @@
+"""Hypothesis strategy for random reported markets, shared by the market-layer tests."""
+
+import numpy as np
+from hypothesis import strategies as st
+
+
+@st.composite
+def markets(draw, min_m=2, max_m=8, n_range=(10, 5000), cost_max=5.0, k_range=(1e2, 1e7),
+            lam_max=3.0):
+    """A random market: sizes, costs, valuations (some pure sellers, K = 0), a symmetric D
+    with a zero diagonal, and lam (None when lam_max is None)."""
+    m = draw(st.integers(min_m, max_m))
+
+    def vec(elements):
+        return np.array(draw(st.lists(elements, min_size=m, max_size=m)), dtype=float)
+
+    N = vec(st.floats(*n_range))
+    cost = vec(st.floats(0, cost_max))
+    K = vec(st.one_of(st.just(0.0), st.floats(*k_range)))
+    d = np.array(draw(st.lists(st.floats(0, 2), min_size=m * m, max_size=m * m))).reshape(m, m)
+    D = (d + d.T) / 2
+    np.fill_diagonal(D, 0.0)
+    if lam_max is None:
+        return N, cost, K, D
+    return N, cost, K, D, draw(st.floats(0, lam_max))
