@@ -112,9 +112,11 @@ import itertools
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -710,9 +712,19 @@ class SerialExecutor(Executor):
 
 
 def _init_worker() -> None:
+    """One torch thread per worker; the worker exits when the sweep process dies."""
     import torch
 
     torch.set_num_threads(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    """Block until the sentinel of the parent process fires, then leave at once."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
@@ -797,16 +809,21 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, *,
         raise ValueError("executor: give an executor or workers / ray / ray_address, not both")
     runs = spec.expand()
     folder = Path(out) if out is not None else None
+    owned = executor is None
+    executor = executor or make_executor(workers, ray, ray_address)
     done: dict[int, RunRecord] = {}
     if folder is not None:
-        prepare_folder(folder, spec, agents, runs, resume)
+        try:
+            prepare_folder(folder, spec, agents, runs, resume)
+        except BaseException:
+            if owned:
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise
         if resume:
             done = {r.index: rec for r in runs if (rec := load_record(folder, r, agents))}
             log.info("resuming %s: %d of %d runs already done", folder, len(done), len(runs))
     resumed = set(done)
-    todo = [r for r in runs if r.index not in done]
-    owned = executor is None
-    executor = executor or make_executor(workers, ray, ray_address)
+    waiting = [r for r in runs if r.index not in done]
     bar = tqdm(total=len(runs), initial=len(done), desc="sweep", unit="run",
                disable=not progress)
     failed = 0
@@ -827,7 +844,7 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, *,
         bar.update()
 
     try:
-        _drive(executor, todo, agents, handle)
+        _drive(executor, waiting, agents, handle)
     finally:
         bar.close()
         if owned:
@@ -838,12 +855,12 @@ def run_sweep(spec: SweepSpec, out: str | Path | None = None, *,
     return result
 
 
-def _drive(executor: Executor, todo: list[RunSpec], agents: bool,
+def _drive(executor: Executor, waiting: list[RunSpec], agents: bool,
            handle: Callable[[RunRecord], None]) -> None:
     """Submit every run, handling each result as soon as it is done (a synchronous executor
     finishes a run at submission, so its result is written before the next run starts)."""
     pending: dict[Future, RunSpec] = {}
-    for run in todo:
+    for run in waiting:
         future = executor.submit(execute_run, run, agents)
         if future.done():
             handle(_outcome(future, run))

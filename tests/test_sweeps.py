@@ -236,6 +236,47 @@ def test_killed_sweep_resumes_without_duplicate_or_missing_runs(tmp_path, refere
     assert len(stored) == len(reference.frame) and stored["run_id"].nunique() == 6
 
 
+def _children(pid: int) -> set[int]:
+    """The live child processes of `pid` (Linux /proc, as in CI)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def test_pool_workers_do_not_outlive_a_killed_sweep(tmp_path):
+    spec_file, out = tmp_path / "sweep.toml", tmp_path / "out"
+    spec_file.write_text(toml_text(SPEC))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "analysis.sweeps", str(spec_file), "--out", str(out),
+         "--workers", "2", "--quiet"], cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("runs/*.npz")) and child.poll() is None:
+        assert time.monotonic() < deadline, "the sweep wrote no results"
+        time.sleep(0.05)
+    workers = _children(child.pid)
+    assert len(workers) >= 2  # the pool's workers (and its resource tracker)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 30
+    while (alive := {pid for pid in workers if Path(f"/proc/{pid}").exists()
+                     and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]}):
+        if time.monotonic() > deadline:
+            for pid in alive:
+                os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"processes {sorted(alive)} outlived the killed sweep")
+        time.sleep(0.1)
+
+
+def test_bad_executor_arguments_leave_the_output_folder_untouched(tmp_path, capsys):
+    spec_file, out = tmp_path / "sweep.toml", tmp_path / "out"
+    spec_file.write_text(toml_text(SPEC))
+    assert main([str(spec_file), "--out", str(out), "--workers", "0", "--quiet"]) == 2
+    assert "workers=0" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_failing_run_is_recorded_and_the_sweep_continues(tmp_path, capsys):
     spec = {**SPEC, "sweep": {"replicates": 1, "rounds": 1},
             "grid": {"min_size": [20, 1000], "mechanism": ["ipfl"]}}
