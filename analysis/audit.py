@@ -136,13 +136,11 @@ def run_audit(mechanism, population: Population, out: str | Path, *,
               progress: bool = False) -> dict[str, Any]:
     """Run every pure-layer audit of `mechanism` on `population`, write the tables and
     plots into `out` (see the module docstring) and return the summary figures."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if brd:
+        grid = incentives.check_dynamics(grid, max_iter)
     market = (*population.arrays,)
     where = {"eligible": population.eligible}
     name = getattr(mechanism, "name", type(mechanism).__name__)
-    save_population(population, out / "population.npz")
-
     reg = incentives.regret(mechanism, *market, factors, progress=progress, **where)
     table = incentives.regret_table(reg)
     ir = incentives.ir_violations(mechanism, *market, **where)
@@ -177,6 +175,9 @@ def run_audit(mechanism, population: Population, out: str | Path, *,
                 result, title=f"{name}: best responses from a {start} start")
         tables["brd"] = pd.DataFrame(rows)
         tables["brd_history"] = pd.concat(histories, ignore_index=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_population(population, out / "population.npz")
     for key, frame in tables.items():
         frame.to_csv(out / f"{key}.csv", index=False)
     for key, fig in figures.items():
@@ -292,6 +293,11 @@ def audit_command(args: argparse.Namespace) -> int:
     """Run the audit described by parsed ``audit`` arguments and print its summary."""
     from models.config import MarketConfig
 
+    if not args.no_brd:
+        incentives.check_dynamics(args.grid, args.max_iter)
+    bad = [p for p in args.param if not p.partition("=")[0].strip() or "=" not in p]
+    if bad:
+        raise ValueError(f"--param {bad[0]!r}: expected KEY=VALUE, e.g. --param lam=2")
     base = MarketConfig(rounds=RECORDING_ROUNDS, mechanism=args.mechanism)
     if args.param:
         base = base.with_overrides([f"mechanism_params.{p}" for p in args.param])

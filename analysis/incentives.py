@@ -61,6 +61,7 @@ DEFAULT_FACTORS = (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
 DEFAULT_GRID = (0.5, 0.8, 1.0, 1.25, 2.0)
 REGRET_COLUMNS = ["participant", "dimension", "factor", "utility", "truthful_utility", "gain"]
 IMPROVEMENT_TOL = 1e-9
+DISSIMILARITY_TOL = 1e-9  # a recorded D is symmetric with a zero diagonal up to rounding
 
 Profile = Mapping[str, Any]
 
@@ -92,7 +93,15 @@ class Population:
         set_(self, "N", N)
         set_(self, "cost", checks.per_client(self.cost, m, "cost"))
         set_(self, "K", checks.per_client(self.K, m, "K"))
-        set_(self, "D", checks.dissimilarities(self.D, m))
+        D = checks.dissimilarities(self.D, m)
+        if np.abs(np.diagonal(D)).max(initial=0.0) > DISSIMILARITY_TOL:
+            raise ValueError(f"D must have a zero diagonal (1 - cos of a model with itself), "
+                             f"got {np.diagonal(D)!r}")
+        if np.abs(D - D.T).max(initial=0.0) > DISSIMILARITY_TOL:
+            i, j = (int(v) for v in np.argwhere(np.abs(D - D.T) > DISSIMILARITY_TOL)[0])
+            raise ValueError(f"D must be symmetric: D[{i}, {j}] = {D[i, j]!r} but "
+                             f"D[{j}, {i}] = {D[j, i]!r}")
+        set_(self, "D", D)
         if self.eligible is not None:
             set_(self, "eligible", checks.mask(self.eligible, m))
         if self.slots is not None:
@@ -550,9 +559,9 @@ class BestResponseResult:
     iterations: sweeps performed; profile: final factors {"n": (m,), "cost": (m,)};
     utilities: realised at the final profile; welfare, truthful_welfare, optimal_welfare:
     social welfare (module docstring) of the final profile, of truth and the optimum;
-    price_of_anarchy: optimal / final welfare (:func:`price_of_anarchy`; a price of anarchy
-    only when converged); history: one row per sweep (0 = start) and strategic participant
-    with its factors, utility and the profile's welfare.
+    price_of_anarchy: optimal / equilibrium welfare (:func:`price_of_anarchy`), NaN when the
+    dynamics did not converge (no equilibrium to price); history: one row per sweep
+    (0 = start) and strategic participant with its factors, utility and the profile's welfare.
     """
 
     converged: bool
@@ -606,6 +615,17 @@ def _start_profile(start: str | Profile, pop: Population, who: np.ndarray,
     return _factor_matrix(start, pop.m, "start")
 
 
+def check_dynamics(grid: Sequence[float], max_iter: int) -> tuple[float, ...]:
+    """Validate the report grid (factors > 0, containing the truth 1) and the sweep limit of
+    the best-response dynamics; return the grid as a tuple."""
+    grid = _factors(grid, "grid")
+    if 1.0 not in grid:
+        raise ValueError(f"grid = {grid!r} must contain 1.0 (the truthful report)")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"max_iter = {max_iter!r} is invalid: allowed an integer >= 0")
+    return grid
+
+
 def best_response_dynamics(mechanism: MechanismLike, N, cost, K, D,
                            strategic: Iterable[int] | None = None,
                            grid: Sequence[float] = DEFAULT_GRID,
@@ -627,13 +647,9 @@ def best_response_dynamics(mechanism: MechanismLike, N, cost, K, D,
     The grid must contain 1 (the truth is always available).
     """
     pop = Population(N, cost, K, D, eligible)
-    grid = _factors(grid, "grid")
-    if 1.0 not in grid:
-        raise ValueError(f"grid = {grid!r} must contain 1.0 (the truthful report)")
+    grid = check_dynamics(grid, max_iter)
     dims = _dimensions(dimensions)
     who = _participants(strategic, pop.m, "strategic")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"max_iter = {max_iter!r} is invalid: allowed an integer >= 0")
     F = _start_profile(start, pop, who, grid, dims, seed)
     U = _checked_utilities(mechanism, pop, F)
     history = [_snapshot(0, who, F, U, _welfare(mechanism, pop, F))]
@@ -674,7 +690,8 @@ def best_response_dynamics(mechanism: MechanismLike, N, cost, K, D,
         converged=converged, cycle=cycle, iterations=sweeps, profile=_profile_dict(F),
         utilities=U, welfare=welfare,
         truthful_welfare=_welfare(mechanism, pop, np.ones((pop.m, 2))),
-        optimal_welfare=optimum, price_of_anarchy=price_of_anarchy(optimum, welfare),
+        optimal_welfare=optimum,
+        price_of_anarchy=price_of_anarchy(optimum, welfare) if converged else math.nan,
         history=pd.concat(history, ignore_index=True))
 
 
@@ -764,7 +781,8 @@ def brd_trajectory(result: BestResponseResult, title: str | None = None) -> Figu
     ax_w.axhline(result.optimal_welfare, color="black", ls=":", label="optimum")
     state = "converged" if result.converged else ("cycle" if result.cycle else "not converged")
     ax_w.set(xlabel="sweep", ylabel="social welfare",
-             title=f"Welfare ({state}, PoA {result.price_of_anarchy:.3g})")
+             title=f"Welfare ({state}, PoA {result.price_of_anarchy:.3g})" if result.converged
+             else f"Welfare ({state})")
     ax_w.legend(fontsize=7)
     for ax in (ax_n, ax_c, ax_w):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -6,9 +6,20 @@ from __future__ import annotations
 import numpy as np
 
 
+def numbers(x, name: str) -> np.ndarray:
+    """`x` as a float64 array; booleans, strings and other non-numbers are a ValueError."""
+    raw = np.asarray(x)
+    if raw.dtype == np.bool_ or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == object):
+        raise ValueError(f"{name} must hold numbers, got {raw.dtype} values")
+    try:
+        return raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must hold numbers, got {raw.dtype} values") from None
+
+
 def sizes(N, name: str = "N") -> np.ndarray:
     """Data sizes: a finite 1-D float64 array, every entry > 0."""
-    arr = np.asarray(N, dtype=np.float64)
+    arr = numbers(N, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of data sizes, got shape {arr.shape}")
     bad = ~np.isfinite(arr) | (arr <= 0)
@@ -20,7 +31,7 @@ def sizes(N, name: str = "N") -> np.ndarray:
 
 def per_client(x, m: int, name: str) -> np.ndarray:
     """A finite, non-negative per-participant vector of length m (a scalar is broadcast)."""
-    arr = np.asarray(x, dtype=np.float64)
+    arr = numbers(x, name)
     if arr.ndim == 0:
         arr = np.full(m, float(arr))
     if arr.shape != (m,):
@@ -34,7 +45,7 @@ def per_client(x, m: int, name: str) -> np.ndarray:
 
 def dissimilarities(D, m: int, name: str = "D") -> np.ndarray:
     """An (m, m) dissimilarity matrix with finite entries in [0, 2]."""
-    arr = np.asarray(D, dtype=np.float64)
+    arr = numbers(D, name)
     if arr.shape != (m, m):
         raise ValueError(f"{name} must have shape ({m}, {m}), got shape {arr.shape}")
     bad = ~np.isfinite(arr) | (arr < 0) | (arr > 2)

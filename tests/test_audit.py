@@ -84,6 +84,31 @@ def test_malformed_population_files_are_clear_errors(tmp_path):
         audit.save_population(pop, tmp_path / "market.csv")
 
 
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("N", "abc", "N must hold numbers"),
+    ("N", True, "N must hold numbers"),
+    ("D", "diagonal", "zero diagonal"),
+    ("D", "asymmetric", r"D must be symmetric: D\[0, 1\]"),
+])
+def test_population_files_with_wrong_values_name_the_field(tmp_path, key, value, message):
+    pop = population()
+    data = {"N": pop.N.tolist(), "cost": pop.cost.tolist(), "K": pop.K.tolist(),
+            "D": pop.D.tolist()}
+    if key == "N":
+        data["N"] = [value] * pop.m
+    else:
+        D = pop.D.copy()
+        if value == "diagonal":
+            np.fill_diagonal(D, 0.5)
+        else:
+            D[0, 1] += 0.1
+        data["D"] = D.tolist()
+    path = tmp_path / "market.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=message):
+        audit.load_population(path)
+
+
 def test_population_recorded_from_a_model(tmp_path):
     cfg = MarketConfig(dataset="mnist1d", n_samples=2000, rounds=1, local_steps=5,
                        n_participants=5, min_size=20,
@@ -148,3 +173,12 @@ def test_audit_command_rejects_bad_input(tmp_path):
         parse(["--mechanism", "ipfl", "--out", str(tmp_path), "--factors", "0,1"])
     with pytest.raises(SystemExit):
         parse(["--mechanism", "nonsense", "--out", str(tmp_path)])
+    out = tmp_path / "never"
+    for extra, message in ((["--grid", "0.5,2"], "must contain 1.0"),
+                           (["--max-iter", "-1"], "max_iter = -1"),
+                           (["--param", "lam"], "--param 'lam': expected KEY=VALUE")):
+        args = parse(["--mechanism", "ipfl", "--population", str(source), "--out", str(out),
+                      *extra])
+        with pytest.raises(ValueError, match=message):
+            args.func(args)
+        assert not out.exists()  # rejected before any work or output

@@ -283,6 +283,7 @@ def test_brd_detects_a_cycle():
                                         grid=(1.0, 2.0), dimensions=("n",), max_iter=20)
     assert not result.converged and result.cycle
     assert result.iterations == 3  # sweep 3 ends where sweep 1 ended
+    assert math.isnan(result.price_of_anarchy)  # no equilibrium, no price of anarchy
 
 
 def test_brd_only_moves_strategic_participants():
