@@ -43,6 +43,11 @@ class Participant(mesa.Agent):
         return self.strategy.name
 
     @property
+    def data(self) -> tuple[np.ndarray, np.ndarray]:
+        """The private training data (inputs, labels); only the trained model leaves it."""
+        return self.model.client_data(self.slot)
+
+    @property
     def wallet(self) -> float:
         return self.model.ledger.balance(self.slot)
 
@@ -81,5 +86,6 @@ class Participant(mesa.Agent):
         })
 
     def leave(self, round_: int) -> None:
+        """Exit the market for good after `round_` (churn)."""
         self.active = False
         self.left = round_

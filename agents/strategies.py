@@ -41,15 +41,18 @@ class Strategy:
     honest = True
 
     def decide(self, round_: int, rng: np.random.Generator) -> Action:
+        """This round's action: whether to train, the report factors and the upload."""
         return Action()
 
     def observe(self, utility: float) -> None:
         """Learn from the realised utility of the last round (no-op unless learning)."""
 
     def get_params(self) -> dict[str, Any]:
+        """The parameters the strategy was built with."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
+        """Learned state as JSON-safe data (empty for fixed strategies)."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

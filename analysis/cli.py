@@ -15,6 +15,7 @@ from models.config import ConfigError, MarketConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `modelmarket` parser with its run, sweep and audit commands."""
     parser = argparse.ArgumentParser(
         prog="modelmarket", description="Simulate model-sharing markets built on "
         "personalized federated learning.")
@@ -46,6 +47,7 @@ def load_config(path: str | None, assignments: Sequence[str], seed: int | None) 
 
 
 def run_command(args: argparse.Namespace) -> int:
+    """Run one market with a progress bar, print the participant table, write the results."""
     from analysis.report import participant_table, write_run
     from models.market import MarketModel
 
@@ -71,6 +73,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `modelmarket`; bad input exits with status 2 and one clear message."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

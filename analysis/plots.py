@@ -62,20 +62,25 @@ def wallet_flows(agents: pd.DataFrame) -> Figure:
     return fig
 
 
-def collaboration_graph(A: np.ndarray, labels: list[str], weights: np.ndarray | None = None,
+def collaboration_graph(A: np.ndarray, labels: list[str], payments: np.ndarray | None = None,
                         title: str = "Collaboration graph (arrow: seller -> buyer)") -> Figure:
-    """The market's graph: an arrow j -> i when buyer i imports seller j's model."""
+    """The market's graph: an arrow j -> i when buyer i imports seller j's model, its width
+    growing with the amount i paid j when `payments` (the matrix P) is given."""
     fig = Figure(figsize=(6, 6))
     ax = fig.subplots()
     graph = nx.DiGraph()
     graph.add_nodes_from(range(len(labels)))
     buyers, sellers = np.nonzero(A)
-    for i, j in zip(buyers.tolist(), sellers.tolist(), strict=True):
-        graph.add_edge(j, i, weight=1.0 if weights is None else float(weights[i, j]))
+    paid = (np.zeros(len(buyers)) if payments is None
+            else np.abs(np.asarray(payments, dtype=float)[buyers, sellers]))
+    scale = paid.max() if paid.size and paid.max() > 0 else 1.0
+    for i, j, amount in zip(buyers.tolist(), sellers.tolist(), paid.tolist(), strict=True):
+        graph.add_edge(j, i, width=0.8 + 3.2 * amount / scale)
     pos = nx.circular_layout(graph)
     nx.draw_networkx_nodes(graph, pos, ax=ax, node_color="tab:blue", node_size=500, alpha=0.85)
     nx.draw_networkx_labels(graph, pos, labels=dict(enumerate(labels)), ax=ax, font_size=7)
     nx.draw_networkx_edges(graph, pos, ax=ax, arrows=True, arrowsize=12,
+                           width=[graph.edges[e]["width"] for e in graph.edges],
                            connectionstyle="arc3,rad=0.1", edge_color="grey")
     ax.set_title(title)
     ax.axis("off")
@@ -84,6 +89,7 @@ def collaboration_graph(A: np.ndarray, labels: list[str], weights: np.ndarray | 
 
 
 def save(fig: Figure, path: str | Path) -> Path:
+    """Write a figure as PNG (110 dpi) and return its path."""
     path = Path(path)
     fig.savefig(path, dpi=110)
     return path

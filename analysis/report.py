@@ -54,8 +54,9 @@ def write_run(model: MarketModel, out: str | Path) -> dict[str, Path]:
         labels = [f"{s}:{model.participants[s].role[0]}/{model.participants[s].strategy.name[:5]}"
                   for s in slots]
         figures["graph"] = plots.collaboration_graph(
-            model.last_outcome["A"], labels,
-            title=f"Collaboration graph, round {model.round} (arrow: seller -> buyer)")
+            model.last_outcome["A"], labels, payments=model.last_outcome["P"],
+            title=f"Collaboration graph, round {model.round}\n"
+                  "(arrow: seller -> buyer; width: payment)")
     for name, fig in figures.items():
         paths[name] = plots.save(fig, out / f"{name}.png")
     return paths

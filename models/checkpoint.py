@@ -99,9 +99,10 @@ def load(path: str | Path) -> dict[str, Any]:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError,
             UnicodeDecodeError) as exc:
+        detail = "a pickled object" if "allow_pickle" in str(exc) else str(exc)
         raise CheckpointError(
             f"{path} is not a readable modelmarket checkpoint (truncated or foreign file: "
-            f"{exc})") from exc
+            f"{detail})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a modelmarket checkpoint (format "
                               f"{meta.get('format') if isinstance(meta, dict) else None!r})")

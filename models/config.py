@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROLES = ("trader", "buyer", "seller")
 STRATEGIES = ("truthful", "misreport", "free_rider", "fake", "learning")
 NETWORKS = ("auto", "mlp", "cnn")
 CHURN = ("none", "ir_strict", "ir_prob")
+PARAMETER_TABLES = ("mechanism_params", "reputation_params", "robust_params")
 
 
 class ConfigError(ValueError):
@@ -27,6 +30,14 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _plain_scalars(instance: Any) -> None:
+    """Store NumPy scalars of a frozen dataclass as the Python numbers they hold."""
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        if isinstance(value, np.generic):
+            object.__setattr__(instance, f.name, value.item())
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,9 @@ class Group:
     valuation: float | None = None
     cost: float | None = None
 
+    def __post_init__(self) -> None:
+        _plain_scalars(self)
+
 
 def default_population() -> tuple[Group, ...]:
     """The inclusive market: traders, buyers, sellers and one sign-flip seller (12 in all)."""
@@ -63,7 +77,12 @@ class MarketConfig:
 
     `seed` drives every random stream of a run (partition, initial model, minibatches,
     strategies, churn); `data_seed` draws the dataset itself (generated or subsampled), which
-    stays fixed across replicates unless changed.
+    stays fixed across replicates unless changed. Churn: `ir_strict` participants leave after
+    a round of negative realised utility; `ir_prob` ones leave after such a round with
+    probability `churn_prob`. Each round a newcomer arrives with probability `arrival_prob`
+    (at most `max_arrivals` in all), drawn from `arrival_population` with probability
+    proportional to each group's count or fraction (1 when it gives neither).
+    NumPy scalars are accepted and stored as Python numbers.
     """
 
     seed: int = 0
@@ -111,6 +130,7 @@ class MarketConfig:
     arrival_population: tuple[Group, ...] = (Group(),)
 
     def __post_init__(self) -> None:
+        _plain_scalars(self)
         problems = validate(self)
         if problems:
             raise ConfigError(problems)
@@ -187,9 +207,6 @@ class MarketConfig:
             out[key] = dict(getattr(self, key))
         return out
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
     def to_toml(self) -> str:
         """The configuration as TOML text (round-trips through `from_toml`)."""
         return _to_toml(self.to_dict())
@@ -255,10 +272,62 @@ def validate(cfg: MarketConfig) -> list[str]:
             and cfg.n_clusters >= 1 and cfg.n_participants % cfg.n_clusters:
         problems.append(f"n_participants={cfg.n_participants!r}: allowed a multiple of "
                         f"n_clusters={cfg.n_clusters} for the cluster partition")
+    problems += _validate_data(cfg)
     problems += _validate_groups("population", cfg.population, cfg.n_participants)
     problems += _validate_groups("arrival_population", cfg.arrival_population, None)
-    problems += _validate_mechanism(cfg)
+    problems += _validate_arrivals(cfg)
+    tables = [name for name in PARAMETER_TABLES if not isinstance(getattr(cfg, name), Mapping)]
+    for name in tables:
+        check(name, False, "a table of parameters")
+    if not tables:
+        problems += _validate_mechanism(cfg)
     return problems
+
+
+def _validate_data(cfg: MarketConfig) -> list[str]:
+    """Checks that need the dataset's facts: its size, where its files live, its inputs."""
+    from models.data import BUNDLED_SIZES, FILE_DATASETS, IMAGE_DATASETS
+
+    problems = []
+    size = BUNDLED_SIZES.get(cfg.dataset)
+    if size is not None and _is_int(cfg.n_samples) and cfg.n_samples > size:
+        problems.append(f"n_samples={cfg.n_samples!r}: allowed at most {size} for "
+                        f"dataset={cfg.dataset!r} (all of it)")
+    if cfg.dataset in FILE_DATASETS:
+        if cfg.data_root is None:
+            problems.append(f"data_root=None: allowed the folder holding the {cfg.dataset} "
+                            "files (nothing is downloaded)")
+        elif not Path(str(cfg.data_root)).expanduser().is_dir():
+            problems.append(f"data_root={cfg.data_root!r}: allowed an existing folder")
+    vectors = cfg.dataset in _datasets() and cfg.dataset not in IMAGE_DATASETS
+    if cfg.network == "cnn" and vectors:
+        problems.append(f"network='cnn': allowed only for image datasets "
+                        f"({', '.join(IMAGE_DATASETS)}); {cfg.dataset!r} holds vectors")
+    if all(_is_int(v) and v >= 1 for v in (cfg.min_size, cfg.n_participants, cfg.n_samples)) \
+            and cfg.min_size * cfg.n_participants > cfg.n_samples:
+        problems.append(f"min_size={cfg.min_size!r}: allowed at most n_samples / "
+                        f"n_participants = {cfg.n_samples // cfg.n_participants}")
+    return problems
+
+
+def _validate_arrivals(cfg: MarketConfig) -> list[str]:
+    """Arrivals need groups with a positive total weight to draw newcomers from."""
+    groups = cfg.arrival_population
+    if not (_is_int(cfg.max_arrivals) and cfg.max_arrivals > 0 and _is_real(cfg.arrival_prob)
+            and cfg.arrival_prob > 0 and isinstance(groups, tuple)
+            and all(isinstance(g, Group) for g in groups)):
+        return []
+    weights = arrival_weights(groups)
+    if not (np.all(np.isfinite(weights)) and weights.sum() > 0):
+        return [f"arrival_population: group weights (count or fraction, 1 when neither) add "
+                f"up to {weights.sum():g}; allowed a positive total when arrivals are on"]
+    return []
+
+
+def arrival_weights(groups: tuple[Group, ...]) -> np.ndarray:
+    """Relative chance of each arrival group: its count or fraction, 1 when neither."""
+    return np.array([g.count if g.count is not None else
+                     g.fraction if g.fraction is not None else 1.0 for g in groups], dtype=float)
 
 
 def _validate_groups(name: str, groups: Any, total: int | None) -> list[str]:
@@ -286,7 +355,9 @@ def _validate_groups(name: str, groups: Any, total: int | None) -> list[str]:
             value = getattr(g, attr)
             if value is not None and not (_is_real(value) and value >= 0):
                 problems.append(f"{where}.{attr}={value!r}: allowed a number >= 0")
-        if g.strategy in STRATEGIES:
+        if not isinstance(g.params, Mapping):
+            problems.append(f"{where}.params={g.params!r}: allowed a table of parameters")
+        elif g.strategy in STRATEGIES:
             problems += [f"{where}.params: {p}" for p in _strategy_problems(g)]
     if total is not None and not problems and _is_int(total) and total >= 2:
         try:
@@ -356,7 +427,7 @@ def group_counts(groups: tuple[Group, ...], total: int) -> list[int]:
     return counts
 
 
-# helpers ----------------------------------------------------------------------------------
+# internals --------------------------------------------------------------------------------
 def _groups_from_data(name: str, value: Any) -> tuple[Any, list[str]]:
     if not isinstance(value, list | tuple):
         return value, [f"{name}={value!r}: allowed a list of tables"]
@@ -373,7 +444,9 @@ def _groups_from_data(name: str, value: Any) -> tuple[Any, list[str]]:
         if bad:
             problems.append(f"{name}[{k}]: unknown keys {bad} (known: {', '.join(sorted(known))})")
             continue
-        groups.append(Group(**{**item, "params": dict(item.get("params", {}))}))
+        params = item.get("params", {})
+        groups.append(Group(**{**item, "params": dict(params) if isinstance(params, Mapping)
+                               else params}))
     return tuple(groups), problems
 
 

@@ -12,6 +12,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import random
 import tempfile
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 DATASETS: tuple[str, ...] = ("mnist1d", "digits", "synthetic", "fmnist", "cifar10")
 PARTITIONS: tuple[str, ...] = ("iid", "dirichlet", "cluster", "skew")
+IMAGE_DATASETS: tuple[str, ...] = ("fmnist", "cifar10")
+FILE_DATASETS: tuple[str, ...] = ("fmnist", "cifar10")  # read from a local folder
+BUNDLED_SIZES: dict[str, int] = {"digits": 1797}  # samples a bundled dataset holds
 SeedLike = int | np.random.SeedSequence | np.random.Generator
 MAX_PARTITION_ATTEMPTS = 1000
 
@@ -92,6 +96,11 @@ def load_dataset(name: str, *, n_samples: int | None = None, seed: int = 0,
     if name == "mnist1d":
         cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         return _load_mnist1d(n_samples, seed, cache, kw)
+    allowed = {"digits": ("test_fraction",),
+               "synthetic": ("dim", "n_classes", "class_sep", "test_fraction")}.get(name)
+    if allowed is not None and set(kw) - set(allowed):
+        raise ValueError(f"{name} takes only {', '.join(allowed)} as extra arguments, got "
+                         f"{sorted(set(kw) - set(allowed))}")
     if name == "digits":
         return _load_digits(n_samples, seed, **kw)
     if name == "synthetic":
@@ -110,6 +119,12 @@ def load_dataset(name: str, *, n_samples: int | None = None, seed: int = 0,
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_positive(value: Any) -> bool:
+    """A finite real number > 0 (booleans and strings are not numbers here)."""
+    return (isinstance(value, int | float | np.integer | np.floating)
+            and not isinstance(value, bool) and math.isfinite(value) and value > 0)
 
 
 def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -442,8 +457,8 @@ def _resample_until_large(labels: np.ndarray, n_clients: int, method: str,
                           inner_beta: float, min_size: int) -> list[np.ndarray]:
     """Draw dirichlet/cluster partitions until every client holds >= min_size samples."""
     n = len(labels)
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta!r}")
+    if not _is_positive(beta):
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
     if not _is_int(min_size) or not 1 <= min_size <= n // n_clients:
         raise ValueError(f"min_size must be an integer in [1, {n // n_clients}] "
                          f"(samples / n_clients), got {min_size!r}")
@@ -454,8 +469,8 @@ def _resample_until_large(labels: np.ndarray, n_clients: int, method: str,
         if n_clients % n_clusters:
             raise ValueError(f"n_clients must be a multiple of n_clusters={n_clusters}, "
                              f"got {n_clients}")
-        if not inner_beta > 0:
-            raise ValueError(f"inner_beta must be > 0, got {inner_beta!r}")
+        if not _is_positive(inner_beta):
+            raise ValueError(f"inner_beta must be a finite number > 0, got {inner_beta!r}")
     for _ in range(MAX_PARTITION_ATTEMPTS):
         if method == "dirichlet":
             parts = _dirichlet_split(labels, np.arange(n), n_clients, beta, rng)

@@ -69,6 +69,7 @@ class Ledger:
         self._balances[slot] = self._balances.get(slot, 0) + units
 
     def post(self, round_: int, payer: int, payee: int, units: int) -> None:
+        """Record one transfer of `units` (> 0) from payer to payee in `round_`."""
         if units <= 0:
             raise ValueError(f"a transfer moves a positive amount, got {units} units")
         for party in (payer, payee):
@@ -82,6 +83,7 @@ class Ledger:
         self._balances[payee] += units
 
     def balance(self, account: int) -> float:
+        """An account's balance in coins (a participant's slot, or PLATFORM)."""
         return self._balances[account] / UNITS_PER_COIN
 
     @property
@@ -111,6 +113,7 @@ class Ledger:
         return paid, received
 
     def state_dict(self) -> dict[str, Any]:
+        """Every entry and endowment as JSON-safe data (units as strings: exact integers)."""
         return {
             "rounds": list(self.rounds), "payers": list(self.payers),
             "payees": list(self.payees), "units": [str(u) for u in self.units],
@@ -119,6 +122,7 @@ class Ledger:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Ledger:
+        """Rebuild a ledger by replaying `state_dict()`'s entries, then check it."""
         ledger = cls()
         for slot, units in state["endowments"].items():
             ledger._endowments[int(slot)] = int(units)

@@ -26,7 +26,7 @@ from agents.strategies import Action, make_strategy
 from mechanisms.ipfl import utilities
 from mechanisms.similarity import dissimilarity
 from models import checkpoint
-from models.config import Group, MarketConfig, group_counts, mechanism_overrides
+from models.config import Group, MarketConfig, arrival_weights, group_counts, mechanism_overrides
 from models.data import (
     Dataset,
     client_arrays,
@@ -124,6 +124,10 @@ class MarketModel(mesa.Model):
         self.net_spec = NetSpec(arch=arch, input_shape=data.input_shape,
                                 n_classes=data.n_classes, hidden=tuple(cfg.hidden))
 
+    def client_data(self, slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training inputs and labels of the participant in `slot`."""
+        return self._client_data[slot]
+
     def _add_participant(self, slot: int, group: Group, joined: int = 0) -> Participant:
         cfg = self.config
         role_cost = {"trader": cfg.cost, "buyer": cfg.buyer_cost, "seller": cfg.cost}
@@ -197,6 +201,7 @@ class MarketModel(mesa.Model):
         if self.targets is not None and mech.restart:
             self.trainer.set_params(slots, torch.from_numpy(
                 self.targets[slots].astype(np.float32)))
+        self._restart_diverged(slots)
         trainers = np.array([a.slot for a in active if a.action.train], dtype=np.int64)
         if trainers.size:
             pull = self.targets is not None and not mech.restart and mech.mu > 0
@@ -205,6 +210,17 @@ class MarketModel(mesa.Model):
             self.trainer.train(trainers, self.config.local_steps, targets=targets,
                                mu=mech.mu if pull else 0.0)
         return self.trainer.params[torch.from_numpy(slots)].detach().numpy().astype(np.float64)
+
+    def _restart_diverged(self, slots: np.ndarray) -> None:
+        """A client whose model went non-finite (diverged training) restarts from theta0."""
+        finite = torch.isfinite(self.trainer.params[torch.from_numpy(slots)]).all(dim=1)
+        diverged = slots[~finite.numpy()]
+        if diverged.size:
+            self.trainer.set_params(diverged, self.trainer.theta0.expand(diverged.size, -1))
+            for slot in diverged.tolist():
+                log.warning("round %d: participant %d's model diverged (non-finite "
+                            "parameters); it restarts from the initial model",
+                            self.round + 1, slot)
 
     def _uploads(self, active: list[Participant], own: np.ndarray, r: int) -> np.ndarray:
         """Each participant's upload: its model, or its attack transform of it."""
@@ -242,6 +258,7 @@ class MarketModel(mesa.Model):
     def _aggregate(self, A: np.ndarray, n_hat: np.ndarray, uploads: np.ndarray,
                    own: np.ndarray, slots: np.ndarray) -> None:
         V = self.mechanism.targets(A, n_hat, uploads, self.theta0, own)
+        V[~np.all(np.isfinite(V), axis=1)] = self.theta0  # the target of a diverged model
         if self.targets is None:
             self.targets = np.tile(self.theta0, (self.capacity, 1))
         self.targets[slots] = V
@@ -294,9 +311,7 @@ class MarketModel(mesa.Model):
         arrived = len(self.participants) - cfg.n_participants
         if arrived < cfg.max_arrivals and self._churn_rng.random() < cfg.arrival_prob:
             groups = cfg.arrival_population
-            weights = np.array([g.count if g.count is not None else
-                                g.fraction if g.fraction is not None else 1.0 for g in groups],
-                               dtype=float)
+            weights = arrival_weights(groups)
             pick = int(self._churn_rng.choice(len(groups), p=weights / weights.sum()))
             agent = self._add_participant(len(self.participants), groups[pick], joined=r + 1)
             log.info("round %d: participant %d arrived (%s %s)", r + 1, agent.slot,
@@ -354,7 +369,7 @@ class MarketModel(mesa.Model):
         try:
             model = cls(MarketConfig.from_dict(state["config"]))
             model._restore(state)
-        except (KeyError, TypeError, IndexError) as exc:
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise checkpoint.CheckpointError(
                 f"{path}: checkpoint content is incomplete or malformed ({exc!r})") from exc
         return model
@@ -390,7 +405,7 @@ class MarketModel(mesa.Model):
             mesa.Agent._ids.pop(self, None)
 
 
-# helpers ----------------------------------------------------------------------------------
+# internals --------------------------------------------------------------------------------
 def _build_config(config: MarketConfig | Mapping[str, Any] | None,
                   overrides: Mapping[str, Any]) -> MarketConfig:
     if config is None:

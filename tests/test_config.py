@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -55,6 +56,43 @@ def test_cluster_partition_needs_a_multiple_of_clusters():
 def test_mechanism_parameters_are_checked_by_the_mechanism_layer():
     with pytest.raises(ConfigError, match="mechanism 'ipfl' settings"):
         MarketConfig(mechanism_params={"lam": -1.0})
+
+
+def test_dataset_facts_are_checked_before_any_data_is_built(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        MarketConfig(dataset="digits", network="cnn", min_size=600)
+    problems = info.value.problems
+    assert any(p.startswith("n_samples=6000: allowed at most 1797") for p in problems)
+    assert any(p.startswith("network='cnn': allowed only for image datasets") for p in problems)
+    assert any(p.startswith("min_size=600: allowed at most") for p in problems)
+    with pytest.raises(ConfigError, match="data_root=None: allowed the folder"):
+        MarketConfig(dataset="fmnist")
+    with pytest.raises(ConfigError, match="allowed an existing folder"):
+        MarketConfig(dataset="cifar10", data_root=str(tmp_path / "nowhere"))
+    assert MarketConfig(dataset="digits", n_samples=1797).n_samples == 1797
+
+
+def test_malformed_tables_are_reported_not_raised():
+    with pytest.raises(ConfigError) as info:
+        MarketConfig.from_dict({"mechanism_params": 5, "population": [
+            {"count": 12, "params": 5}]})
+    problems = info.value.problems
+    assert "mechanism_params=5: allowed a table of parameters" in problems
+    assert "population[0].params=5: allowed a table of parameters" in problems
+
+
+def test_arrivals_need_a_positive_total_weight():
+    with pytest.raises(ConfigError, match="add up to 0; allowed a positive total"):
+        MarketConfig(max_arrivals=2, arrival_prob=0.5, arrival_population=(Group(count=0),))
+    assert MarketConfig(max_arrivals=0, arrival_population=(Group(count=0),)).max_arrivals == 0
+
+
+def test_numpy_scalars_are_stored_as_python_numbers():
+    cfg = MarketConfig(seed=np.int64(3), lr=np.float32(0.5), rounds=np.int32(2),
+                       population=(Group(count=np.int64(12)),))
+    assert (cfg.seed, cfg.rounds, cfg.population[0].count) == (3, 2, 12)
+    assert type(cfg.seed) is int and type(cfg.lr) is float and cfg.lr == 0.5
+    assert "seed = 3" in cfg.to_toml()
 
 
 def test_toml_round_trip(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import random
 import struct
 from pathlib import Path
@@ -109,15 +110,17 @@ def test_cache_folder_from_environment(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("kwargs", "word"), [
-    ({"name": "imagenet"}, "name"),
-    ({"name": "mnist1d", "n_samples": 3}, "n_samples"),
+    ({"name": "imagenet"}, r"name must be one of \('mnist1d'"),
+    ({"name": "mnist1d", "n_samples": 3}, "n_samples must be an integer >= 10"),
     ({"name": "mnist1d", "bogus": 1}, "bogus"),
-    ({"name": "digits", "n_samples": 5000}, "n_samples"),
-    ({"name": "digits", "test_fraction": 1.5}, "test_fraction"),
-    ({"name": "synthetic", "dim": 0}, "dim"),
-    ({"name": "synthetic", "n_classes": 1}, "n_classes"),
-    ({"name": "fmnist"}, "root"),
-    ({"name": "cifar10"}, "root"),
+    ({"name": "digits", "n_samples": 5000}, "n_samples must be <= 1797"),
+    ({"name": "digits", "test_fraction": 1.5}, r"test_fraction must be .*\(0, 1\)"),
+    ({"name": "digits", "dim": 3}, "digits takes only test_fraction"),
+    ({"name": "synthetic", "dim": 0}, "dim must be an integer >= 1"),
+    ({"name": "synthetic", "n_classes": 1}, r"n_classes must be an integer in \[2, "),
+    ({"name": "synthetic", "colour": 1}, "synthetic takes only dim"),
+    ({"name": "fmnist"}, "root is required for fmnist"),
+    ({"name": "cifar10"}, "root is required for cifar10"),
 ])
 def test_invalid_dataset_arguments(kwargs, word, tmp_path):
     with pytest.raises(ValueError, match=word):
@@ -292,16 +295,24 @@ def test_partition_is_seeded(method):
 
 
 @pytest.mark.parametrize(("kwargs", "word"), [
-    ({"n_clients": 0, "method": "iid"}, "n_clients"),
-    ({"n_clients": 601, "method": "iid"}, "n_clients"),
-    ({"n_clients": 5, "method": "random"}, "method"),
-    ({"n_clients": 5, "method": "dirichlet", "beta": 0.0}, "beta"),
-    ({"n_clients": 5, "method": "dirichlet", "beta": -1.0}, "beta"),
-    ({"n_clients": 5, "method": "dirichlet", "min_size": 500}, "min_size"),
-    ({"n_clients": 10, "method": "cluster", "n_clusters": 3}, "n_clients"),
-    ({"n_clients": 9, "method": "cluster", "inner_beta": 0.0}, "inner_beta"),
-    ({"n_clients": 5, "method": "skew", "classes_per_client": 11}, "classes_per_client"),
-    ({"n_clients": 4, "method": "skew", "classes_per_client": 2}, "n_clients"),
+    ({"n_clients": 0, "method": "iid"}, r"n_clients must be an integer in \[1, 600\]"),
+    ({"n_clients": 601, "method": "iid"}, r"n_clients must be an integer in \[1, 600\]"),
+    ({"n_clients": 5, "method": "random"}, r"method must be one of \('iid'"),
+    ({"n_clients": 5, "method": "dirichlet", "beta": 0.0}, "beta must be a finite number > 0"),
+    ({"n_clients": 5, "method": "dirichlet", "beta": -1.0}, "beta must be a finite number > 0"),
+    ({"n_clients": 5, "method": "dirichlet", "beta": math.inf},
+     "beta must be a finite number > 0"),
+    ({"n_clients": 5, "method": "dirichlet", "beta": "big"}, "beta must be a finite number"),
+    ({"n_clients": 5, "method": "dirichlet", "min_size": 500},
+     r"min_size must be an integer in \[1, 120\]"),
+    ({"n_clients": 10, "method": "cluster", "n_clusters": 3},
+     "n_clients must be a multiple of n_clusters=3"),
+    ({"n_clients": 9, "method": "cluster", "inner_beta": 0.0},
+     "inner_beta must be a finite number > 0"),
+    ({"n_clients": 5, "method": "skew", "classes_per_client": 11},
+     r"classes_per_client must be an integer in \[1, 10\]"),
+    ({"n_clients": 4, "method": "skew", "classes_per_client": 2},
+     "n_clients \\* classes_per_client must be >= 10"),
 ])
 def test_invalid_partition_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):

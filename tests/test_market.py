@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models import checkpoint
 from models.checkpoint import CheckpointError
 from models.config import ConfigError, Group, MarketConfig
 from models.market import MarketModel
@@ -33,6 +34,14 @@ def test_same_seed_same_frames_and_different_seed_differs():
     pd.testing.assert_frame_equal(a.agent_frame(), b.agent_frame())
     pd.testing.assert_frame_equal(a.model_frame(), b.model_frame())
     assert not a.agent_frame()["accuracy"].equals(c.agent_frame()["accuracy"])
+
+
+def test_each_participant_holds_its_own_private_data():
+    model = MarketModel(small(rounds=1))
+    sizes = [len(a.data[1]) for a in model.participants]
+    assert sizes == [a.true_n for a in model.participants]
+    assert all(len(a.data[0]) == len(a.data[1]) for a in model.participants)
+    model.release()
 
 
 def test_frames_have_the_promised_columns():
@@ -89,12 +98,54 @@ def test_nan_upload_does_not_crash_and_is_excluded():
     assert np.isfinite(model.trainer.params.numpy()).all()
 
 
+def test_a_diverging_honest_client_restarts_and_the_round_completes(caplog):
+    model = run(small(rounds=4, lr=5.0, population=(Group(role="trader", count=6),)))
+    assert model.round == 4
+    assert "diverged" in caplog.text and "restarts from the initial model" in caplog.text
+    assert all(math.isfinite(a.wallet) for a in model.participants)
+    assert np.isfinite(model.targets).all()
+
+
+def test_the_market_stops_when_fewer_than_two_participants_remain():
+    cfg = small(rounds=4, mechanism="fedavg", churn="ir_strict", n_participants=3,
+                population=(Group(role="trader", count=1), Group(role="buyer", count=2)))
+    model = run(cfg)
+    assert model.round == 1 and not model.running  # both buyers left after round 1
+    assert model.n_active == 1
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_ir_prob_leaves_after_a_loss_with_probability_p(p):
+    common = dict(rounds=2, mechanism="fedavg")  # buyers export at 1e6 each: a sure loss
+    prob = run(small(churn="ir_prob", churn_prob=p, **common))
+    strict = run(small(churn="ir_strict", **common))
+    left = {a.slot for a in prob.participants if a.left is not None}
+    assert left == (set() if p == 0 else {a.slot for a in strict.participants
+                                          if a.left is not None})
+    assert p == 0 or left
+
+
+def test_arrivals_join_with_the_configured_strategy():
+    cfg = small(rounds=3, max_arrivals=2, arrival_prob=1.0,
+                arrival_population=(Group(strategy="learning"),))
+    model = run(cfg)
+    newcomers = model.participants[6:]
+    assert [(a.slot, a.joined, a.strategy.name) for a in newcomers] == [
+        (6, 1, "learning"), (7, 2, "learning")]
+    agents = model.agent_frame()
+    assert agents[(agents["participant"] == 7) & (agents["round"] == 3)]["active"].all()
+
+
 def test_ipfl_beats_local_on_a_non_iid_partition():
     common = dict(rounds=5, local_steps=25, partition="dirichlet", beta=0.3, n_participants=8,
                   n_samples=2400, min_size=20, population=(Group(role="trader", count=8),))
-    ipfl = run(small(mechanism="ipfl", **common)).model_frame()
-    local = run(small(mechanism="local", **common)).model_frame()
-    assert ipfl["honest_accuracy"].iloc[-2:].mean() > local["honest_accuracy"].iloc[-2:].mean()
+
+    def late_accuracy(mechanism: str) -> float:  # last two rounds, averaged over four seeds
+        return float(np.mean([run(small(mechanism=mechanism, seed=seed, **common))
+                              .model_frame()["honest_accuracy"].iloc[-2:].mean()
+                              for seed in range(4)]))
+
+    assert late_accuracy("ipfl") > late_accuracy("local")
 
 
 def test_resume_from_checkpoint_equals_the_uninterrupted_run(tmp_path):
@@ -125,6 +176,18 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     model.save(path)
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="truncated or foreign"):
+        MarketModel.load(path)
+
+
+def test_a_checkpoint_that_contradicts_its_config_is_a_clear_error(tmp_path):
+    model = MarketModel(small(rounds=2))
+    model.step()
+    path = tmp_path / "market.npz"
+    model.save(path)
+    state = checkpoint.load(path)
+    state["participants"] = state["participants"][:3]  # fewer than the config holds
+    checkpoint.save(path, state)
+    with pytest.raises(CheckpointError, match="incomplete or malformed"):
         MarketModel.load(path)
 
 

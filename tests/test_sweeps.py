@@ -279,21 +279,21 @@ def test_bad_executor_arguments_leave_the_output_folder_untouched(tmp_path, caps
 
 def test_a_failing_run_is_recorded_and_the_sweep_continues(tmp_path, capsys):
     spec = {**SPEC, "sweep": {"replicates": 1, "rounds": 1},
-            "grid": {"min_size": [20, 1000], "mechanism": ["ipfl"]}}
+            "grid": {"min_size": [20, 450], "mechanism": ["ipfl"]}}
     spec_file, out = tmp_path / "sweep.toml", tmp_path / "out"
     spec_file.write_text(toml_text(spec))
     assert main([str(spec_file), "--out", str(out), "--quiet"]) == 1
     printed = capsys.readouterr().out
     assert "2 runs: 1 run, 0 resumed, 1 failed" in printed
     record = json.loads((out / "failures" / "p0001-r000.json").read_text())
-    assert record["params"] == {"min_size": 1000, "mechanism": "ipfl"}
+    assert record["params"] == {"min_size": 450, "mechanism": "ipfl"}
     assert "min_size" in record["error"] and "Traceback" in record["traceback"]
     assert pd.read_csv(out / "rounds.csv")["run_id"].unique().tolist() == ["p0000-r000"]
 
     again = run_sweep(SweepSpec.from_dict(spec), out, resume=True, progress=False)
     assert again.runs.set_index("run_id")["status"].to_dict() == {
         "p0000-r000": "resumed", "p0001-r000": "failed"}
-    assert again.failures[["run_id", "min_size"]].values.tolist() == [["p0001-r000", 1000]]
+    assert again.failures[["run_id", "min_size"]].values.tolist() == [["p0001-r000", 450]]
     assert again.failures["error"].str.contains("ValueError").all()
 
 
