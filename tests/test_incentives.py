@@ -1,5 +1,6 @@
 """Incentive audits: misreport regret, IR, budget, efficiency, equilibria, full-run audits."""
 
+import inspect
 import math
 
 import numpy as np
@@ -240,6 +241,12 @@ def test_social_and_optimal_welfare():
 
 
 # --- equilibria --------------------------------------------------------------------------
+def test_regret_keeps_its_documented_signature():
+    params = inspect.signature(inc.regret).parameters
+    assert list(params)[:6] == ["mechanism", "N", "cost", "K", "D", "factors"]
+    assert params["factors"].default == (0.5, 0.67, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
+
+
 def test_price_of_anarchy_conventions():
     assert inc.price_of_anarchy(10.0, 5.0) == 2.0
     assert inc.price_of_anarchy(0.0, 0.0) == 1.0

@@ -166,7 +166,6 @@ def test_process_pool_gives_identical_results(reference):
 
 
 def test_ray_gives_identical_results(reference):
-    pytest.importorskip("ray")
     executor = RayExecutor(num_cpus=2)
     try:
         result = run_sweep(SweepSpec.from_dict(SPEC), executor=executor, agents=True,
@@ -175,6 +174,31 @@ def test_ray_gives_identical_results(reference):
         executor.shutdown()
     pd.testing.assert_frame_equal(result.frame, reference.frame, check_exact=True)
     pd.testing.assert_frame_equal(result.agents, reference.agents, check_exact=True)
+
+
+def test_a_ray_cluster_address_runs_the_sweep_there(tmp_path, reference):
+    ray = str(Path(sys.executable).with_name("ray"))
+    port = 6390 + os.getpid() % 500
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run([ray, "start", "--head", "--num-cpus=2", f"--port={port}",
+                              "--include-dashboard=false"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        spec_file, out = tmp_path / "sweep.toml", tmp_path / "out"
+        spec_file.write_text(toml_text(SPEC))
+        done = subprocess.run(
+            [sys.executable, "-m", "analysis.sweeps", str(spec_file), "--out", str(out),
+             "--ray-address", "auto", "--quiet"], cwd=REPO, env=env,
+            capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=120)
+    assert done.returncode == 0, done.stderr
+    stored = pd.read_csv(out / "rounds.csv")
+    expected = reference.frame.reset_index(drop=True)
+    pd.testing.assert_frame_equal(stored[expected.columns], expected, check_dtype=False,
+                                  rtol=1e-12)
 
 
 def test_a_run_is_single_threaded_and_restores_the_callers_settings(monkeypatch):
@@ -282,9 +306,12 @@ def test_a_failing_run_is_recorded_and_the_sweep_continues(tmp_path, capsys):
             "grid": {"min_size": [20, 450], "mechanism": ["ipfl"]}}
     spec_file, out = tmp_path / "sweep.toml", tmp_path / "out"
     spec_file.write_text(toml_text(spec))
-    assert main([str(spec_file), "--out", str(out), "--quiet"]) == 1
-    printed = capsys.readouterr().out
+    assert main([str(spec_file), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "2 runs: 1 run, 0 resumed, 1 failed" in printed
+    bar = captured.err.strip().splitlines()[-1]  # runs done, failed, elapsed<ETA
+    assert "2/2" in bar and "done=1" in bar and "failed=1" in bar and "<" in bar
     record = json.loads((out / "failures" / "p0001-r000.json").read_text())
     assert record["params"] == {"min_size": 450, "mechanism": "ipfl"}
     assert "min_size" in record["error"] and "Traceback" in record["traceback"]
@@ -312,7 +339,7 @@ def test_a_run_that_raises_leaves_no_model_behind(monkeypatch, where):
     assert len(mesa.Agent._ids) == models
 
 
-def test_memory_stays_flat_over_a_hundred_runs():
+def test_memory_stays_flat_over_hundreds_of_runs():
     statm = Path("/proc/self/statm")  # the current resident set size (Linux, as in CI)
 
     def rss_mb() -> float:
@@ -322,8 +349,8 @@ def test_memory_stays_flat_over_a_hundred_runs():
             "population": [{"role": "trader", "count": 3}]}
     run_sweep(SweepSpec(base=tiny, replicates=10, rounds=1), progress=False)
     before, models = rss_mb(), len(mesa.Agent._ids)
-    result = run_sweep(SweepSpec(base=tiny, replicates=100, seed=1, rounds=1), progress=False)
-    assert len(result.runs) == 100 and result.failures.empty
+    result = run_sweep(SweepSpec(base=tiny, replicates=300, seed=1, rounds=1), progress=False)
+    assert len(result.runs) == 300 and result.failures.empty
     assert len(mesa.Agent._ids) == models
     assert rss_mb() - before < 40  # one model kept alive costs ~1.5 MB here
 
