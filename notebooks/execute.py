@@ -2,36 +2,36 @@
 
 Usage: ``python notebooks/execute.py [NOTEBOOK ...] [--timeout SECONDS] [--budget SECONDS]``.
 Without arguments every ``*.ipynb`` beside this script runs, in name order. Each notebook runs
-in a fresh kernel with its own folder as working directory (as ``pytest --nbmake`` does) and is
-written back only if every cell succeeded. The wall time of each notebook is printed; a
-notebook slower than ``--budget`` makes the exit status non-zero, because the test suite runs
-all of them.
+through ``pytest --nbmake --overwrite`` (the test suite's own runner: a fresh kernel with the
+notebook's folder as working directory) and keeps its new outputs only if every cell
+succeeded; a failed notebook is restored byte for byte. The wall time of each notebook is
+printed; a notebook slower than ``--budget`` makes the exit status non-zero, because the test
+suite runs all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
-
 HERE = Path(__file__).resolve().parent
 
 
-def execute(path: Path, timeout: int) -> float:
-    """Run one notebook top to bottom in place; returns its wall time in seconds."""
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+def execute(path: Path, timeout: int) -> tuple[bool, float, str]:
+    """Run one notebook top to bottom in place; returns (success, wall seconds, pytest's
+    output). On failure the notebook is left as it was."""
+    original = path.read_bytes()
+    command = [sys.executable, "-m", "pytest", "--nbmake", "--overwrite",
+               f"--nbmake-timeout={timeout}", "-p", "no:cacheprovider", "-q", str(path)]
     start = time.perf_counter()
-    client.execute()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=path.parent)
     elapsed = time.perf_counter() - start
-    nbformat.write(notebook, path)
-    return elapsed
+    if done.returncode != 0:
+        path.write_bytes(original)
+    return done.returncode == 0, elapsed, done.stdout + done.stderr
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,10 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.notebooks or sorted(HERE.glob("*.ipynb"))
     status = 0
     for path in paths:
-        try:
-            elapsed = execute(path.resolve(), args.timeout)
-        except CellExecutionError as exc:
-            print(f"{path.name}: FAILED (left unchanged)\n{exc}", file=sys.stderr)
+        ok, elapsed, output = execute(path.resolve(), args.timeout)
+        if not ok:
+            print(f"{path.name}: FAILED (left unchanged)\n{output}", file=sys.stderr)
             status = 1
             continue
         verdict = "ok" if elapsed <= args.budget else f"over the {args.budget:.0f} s budget"
