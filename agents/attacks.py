@@ -11,13 +11,18 @@ Every attack is called the same way::
   what they saw in EARLIER rounds (see ``DeltaFreeRider`` and ``DisguisedFreeRider``).
 - ``theta0`` (P,): the common initial parameter vector; an *update* is ``upload - theta0``.
 - ``round``: the communication round, counted from 0.
-- ``rng``: a numpy Generator, the only source of randomness.
+- ``rng``: a numpy Generator, the only source of randomness (required by the attacks that
+  draw: ``shuffle``, ``gaussian``, ``disguised``; a ValueError otherwise).
 
 The result has shape (P,) and the floating dtype of ``own`` (float64 when ``own`` is
-integer). Stateless attacks are functions with keyword-only parameters; stateful ones are
-small callable classes with ``state_dict()`` / ``load_state_dict()`` whose contents are
-JSON-friendly scalars and numpy arrays (no pickle needed). ``make_attack(name, **params)``
-returns a ready-to-call attack; ``hasattr(attack, "state_dict")`` tells whether it has state.
+integer). Every attack is a function with keyword-only parameters, and every entry of
+``ATTACKS`` is such a function, callable the uniform way. The free-riders that remember
+earlier rounds (``disguised``, ``delta``) take that memory as keyword parameters; their
+small callable classes (``STATEFUL``) keep it between rounds and have ``state_dict()`` /
+``load_state_dict()`` with JSON-friendly scalars and numpy arrays (no pickle needed).
+``make_attack(name, **params)`` is the entry point for a participant: it validates the
+parameters and returns a ready-to-call attack, a fresh stateful object for those two
+(``hasattr(attack, "state_dict")`` tells whether it has state).
 """
 
 from __future__ import annotations
@@ -30,10 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from mechanisms import checks
+
 Attack = Callable[[np.ndarray, np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- internals
 
 
 def _check_inputs(
@@ -61,13 +68,15 @@ def _out_dtype(own: np.ndarray) -> np.dtype:
 
 def _check_real(name: str, value: object, *, positive: bool = False) -> float:
     """value as a finite float (> 0 when positive), or ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not np.isfinite(v) or (positive and v <= 0):
-        rule = "finite and > 0" if positive else "finite"
-        raise ValueError(f"{name}={value!r} is out of range: must be {rule}")
-    return v
+    if positive:
+        return checks.scalar(value, name, low_open=True)
+    return checks.scalar(value, name, -np.inf)
+
+
+def _check_rng(rng: object, attack: str) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng = {rng!r} is invalid: {attack} draws from a numpy Generator")
+    return rng
 
 
 def _copy_or_none(a: np.ndarray | None) -> np.ndarray | None:
@@ -98,7 +107,7 @@ def sign_flip(own, honest_uploads, theta0, round, rng) -> np.ndarray:
 def shuffle(own, honest_uploads, theta0, round, rng) -> np.ndarray:
     """A random permutation (drawn from rng) of the parameter vector own."""
     own, _, _ = _check_inputs(own, honest_uploads, theta0)
-    return own[rng.permutation(own.shape[0])].astype(_out_dtype(own))
+    return own[_check_rng(rng, "shuffle").permutation(own.shape[0])].astype(_out_dtype(own))
 
 
 def constant(own, honest_uploads, theta0, round, rng, *, value: float = 1.0) -> np.ndarray:
@@ -111,7 +120,7 @@ def gaussian(own, honest_uploads, theta0, round, rng, *, sigma: float = 1.0) -> 
     """Parameters drawn i.i.d. from N(0, sigma^2)."""
     own, _, _ = _check_inputs(own, honest_uploads, theta0)
     sigma = _check_real("sigma", sigma, positive=True)
-    return rng.normal(0.0, sigma, size=own.shape).astype(_out_dtype(own))
+    return _check_rng(rng, "gaussian").normal(0.0, sigma, size=own.shape).astype(_out_dtype(own))
 
 
 def scaled(own, honest_uploads, theta0, round, rng, *, factor: float = 10.0) -> np.ndarray:
@@ -180,14 +189,50 @@ def plain(own, honest_uploads, theta0, round, rng) -> np.ndarray:
     return own.astype(_out_dtype(own), copy=True)
 
 
-class DisguisedFreeRider:
-    """Fraboni et al. (2021): upload own + phi * sigma * t^(-gamma) * N(0, I), t = round + 1.
+def disguised(
+    own, honest_uploads, theta0, round, rng, *, phi: float = 1.0, gamma: float = 1.0,
+    sigma: float | None = None,
+) -> np.ndarray:
+    """Fraboni et al. (2021)'s disguised free-rider: own + phi * sigma * t^(-gamma) * N(0, I),
+    t = round + 1. Without a noise scale ``sigma`` (not estimated yet) the noise is zero, a
+    plain free-ride; the normal draws are made either way. :class:`DisguisedFreeRider`
+    estimates sigma from the first observed update."""
+    own, _, _ = _check_inputs(own, honest_uploads, theta0)
+    if round < 0:
+        raise ValueError(f"round={round} is out of range: must be >= 0")
+    phi = _check_real("phi", phi, positive=True)
+    gamma = _check_real("gamma", gamma, positive=True)
+    scale = 0.0
+    if sigma is not None:
+        scale = phi * checks.scalar(sigma, "sigma") * float(round + 1) ** (-gamma)
+    noise = _check_rng(rng, "disguised").standard_normal(own.shape[0])
+    return (own.astype(np.float64) + scale * noise).astype(_out_dtype(own))
 
-    sigma is fixed by the ``sigma`` parameter, or else estimated once, from the first
-    observed update: the standard deviation, over its coordinates, of (mean finite honest
-    upload - theta0) in the first call that received honest uploads. That observation only serves
-    later calls: until an estimate exists the upload carries no noise (a plain free-ride).
-    The paper studies gamma in {0.5, 1, 2}; any gamma > 0 is accepted.
+
+def delta(
+    own, honest_uploads, theta0, round, rng, *, last: np.ndarray | None = None,
+    prev: np.ndarray | None = None,
+) -> np.ndarray:
+    """Extrapolate the market's trajectory without training: last + (last - prev), from the
+    two latest observed global models (prev = theta0 when only one exists); ``own`` (a plain
+    free-ride) before any observation. :class:`DeltaFreeRider` records the observations."""
+    own, _, t0 = _check_inputs(own, honest_uploads, theta0)
+    if last is None:
+        return own.astype(_out_dtype(own), copy=True)
+    last = np.asarray(last, dtype=np.float64)
+    if last.shape != own.shape:
+        raise ValueError(f"own has shape {own.shape}, but earlier rounds had {last.shape}")
+    base = t0 if prev is None else np.asarray(prev, dtype=np.float64)
+    return (2.0 * last - base).astype(_out_dtype(own))
+
+
+class DisguisedFreeRider:
+    """:func:`disguised` with sigma fixed by the ``sigma`` parameter, or else estimated once,
+    from the first observed update: the standard deviation, over its coordinates, of (mean
+    finite honest upload - theta0) in the first call that received honest uploads. That
+    observation only serves later calls: until an estimate exists the upload carries no
+    noise (a plain free-ride). The paper studies gamma in {0.5, 1, 2}; any gamma > 0 is
+    accepted.
     """
 
     def __init__(self, phi: float = 1.0, gamma: float = 1.0, sigma: float | None = None):
@@ -203,33 +248,26 @@ class DisguisedFreeRider:
         return self.phi * self.sigma_ * float(round + 1) ** (-self.gamma)
 
     def __call__(self, own, honest_uploads, theta0, round, rng) -> np.ndarray:
-        own, honest, t0 = _check_inputs(own, honest_uploads, theta0)
-        if round < 0:
-            raise ValueError(f"round={round} is out of range: must be >= 0")
-        scale = self.noise_scale(round)
-        out = own.astype(np.float64) + scale * rng.standard_normal(own.shape[0])
+        out = disguised(own, honest_uploads, theta0, round, rng, phi=self.phi,
+                        gamma=self.gamma, sigma=self.sigma_)
+        _, honest, t0 = _check_inputs(own, honest_uploads, theta0)
         if self.sigma_ is None and honest.shape[0] > 0:
             self.sigma_ = float(np.std(honest.mean(axis=0) - t0))
-        return out.astype(_out_dtype(own))
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"sigma": self.sigma_}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         sigma = state["sigma"]
-        if sigma is not None and (_check_real("sigma", sigma) < 0):
-            raise ValueError(f"state sigma={sigma!r} is out of range: must be >= 0")
-        self.sigma_ = None if sigma is None else float(sigma)
+        self.sigma_ = None if sigma is None else checks.scalar(sigma, "state sigma")
 
 
 class DeltaFreeRider:
-    """Extrapolate the market's trajectory without training: g_last + (g_last - g_prev).
-
-    "Observed" means: g_k is the mean of the finite honest uploads passed to the call of round
-    k, recorded AFTER the upload of that round is computed, so the upload of round t depends
-    only on rounds before t. g_last and g_prev are the two latest observations (g_prev =
-    theta0 when only one exists); rounds without honest uploads add no observation. Before the
-    first observation the upload is ``own`` (a plain free-ride).
+    """:func:`delta` with its observations recorded: g_k is the mean of the finite honest
+    uploads passed to the call of round k, recorded AFTER the upload of that round is
+    computed, so the upload of round t depends only on rounds before t. last and prev are
+    the two latest observations; rounds without honest uploads add no observation.
     """
 
     def __init__(self) -> None:
@@ -237,19 +275,11 @@ class DeltaFreeRider:
         self.prev_: np.ndarray | None = None
 
     def __call__(self, own, honest_uploads, theta0, round, rng) -> np.ndarray:
-        own, honest, t0 = _check_inputs(own, honest_uploads, theta0)
-        if self.last_ is not None and self.last_.shape != own.shape:
-            raise ValueError(
-                f"own has shape {own.shape}, but earlier rounds had {self.last_.shape}"
-            )
-        if self.last_ is None:
-            out = own.astype(np.float64)
-        else:
-            prev = t0 if self.prev_ is None else self.prev_
-            out = 2.0 * self.last_ - prev
+        out = delta(own, honest_uploads, theta0, round, rng, last=self.last_, prev=self.prev_)
+        _, honest, _ = _check_inputs(own, honest_uploads, theta0)
         if honest.shape[0] > 0:
             self.prev_, self.last_ = self.last_, honest.mean(axis=0)
-        return out.astype(_out_dtype(own))
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"last": _copy_or_none(self.last_), "prev": _copy_or_none(self.prev_)}
@@ -268,7 +298,7 @@ class DeltaFreeRider:
 
 # --------------------------------------------------------------------------- registry
 
-ATTACKS: dict[str, Callable[..., Any]] = {
+ATTACKS: dict[str, Attack] = {
     "sign_flip": sign_flip,
     "shuffle": shuffle,
     "constant": constant,
@@ -278,6 +308,10 @@ ATTACKS: dict[str, Callable[..., Any]] = {
     "ipm": ipm,
     "non_finite": non_finite,
     "plain": plain,
+    "disguised": disguised,
+    "delta": delta,
+}
+STATEFUL: dict[str, Callable[..., Attack]] = {
     "disguised": DisguisedFreeRider,
     "delta": DeltaFreeRider,
 }
@@ -308,14 +342,16 @@ def _reject_unknown(name: str, params: dict[str, object], allowed: list[str]) ->
 
 
 def make_attack(name: str, **params: object) -> Attack:
-    """A ready-to-call attack by registry name, with its parameters validated now."""
+    """A ready-to-call attack by registry name, with its parameters validated now: the
+    function of ``ATTACKS`` with those parameters bound, or a fresh object of ``STATEFUL``
+    (its own memory of earlier rounds) for the free-riders that have one."""
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; available: {', '.join(ATTACKS)}")
-    factory = ATTACKS[name]
-    if isinstance(factory, type):
+    if name in STATEFUL:
+        factory = STATEFUL[name]
         _reject_unknown(name, params, list(inspect.signature(factory).parameters))
         return factory(**params)
-    checks = _PARAMS.get(name, {})
-    _reject_unknown(name, params, sorted(checks))
-    clean = {key: checks[key](value) for key, value in params.items()}
-    return functools.partial(factory, **clean) if clean else factory
+    validators = _PARAMS.get(name, {})
+    _reject_unknown(name, params, sorted(validators))
+    clean = {key: validators[key](value) for key, value in params.items()}
+    return functools.partial(ATTACKS[name], **clean) if clean else ATTACKS[name]

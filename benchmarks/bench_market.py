@@ -3,7 +3,10 @@
 1. One market round (dissimilarity of float32 uploads + greedy clearing + iPFL payments +
    realized utilities) for m = 10, 50, 200 clients with 10,000-parameter uploads; exact
    clearing and the proxy targets are timed alongside.
-2. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
+2. Adversarial ties for exact clearing: cost proportional to data size (every seller has the
+   same price per sample, exactly or up to 1e-6 noise) at m = 200, and the posted-price
+   market without heterogeneity charge (lam = 0) at m = 50, timed next to greedy clearing.
+3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 
 Run: .venv/bin/python benchmarks/bench_market.py
@@ -18,6 +21,7 @@ from functools import partial
 import cvxpy as cp
 import numpy as np
 
+import mechanisms
 from mechanisms import ipfl, pfedgraph
 from mechanisms.similarity import dissimilarity
 
@@ -72,6 +76,41 @@ def reference_qp_graph(N, D, alpha):
     return W
 
 
+def tied_market(m: int, scale: float, noise: float, seed: int):
+    """Cost = scale * N (times 1 + noise * U(-1, 1)): prices per sample tie across sellers."""
+    rng = np.random.default_rng(seed)
+    N = rng.uniform(50, 2000, m)
+    cost = scale * N * (1 + noise * rng.uniform(-1, 1, m))
+    return N, cost, K_VALUE, np.zeros((m, m)), LAM
+
+
+def tie_benchmarks() -> None:
+    for scale in (1e-5, 0.005):
+        for noise in (0.0, 1e-6):
+            market = tied_market(200, scale, noise, seed=3)
+            t_exact = best_of(partial(ipfl.clear_exact, *market), 3)
+            t_greedy = best_of(partial(ipfl.clear, *market), 3)
+            print(
+                f"tied_prices m=200 cost={scale}*N noise={noise} "
+                f"clear_exact_seconds={t_exact:.4f} clear_seconds={t_greedy:.4f} "
+                f"exact_over_greedy={t_exact / t_greedy:.1f}"
+            )
+    m = 50
+    rng = np.random.default_rng(50)
+    N = rng.uniform(200, 400, m)
+    D = rng.uniform(0, 1, (m, m))
+    D = (D + D.T) / 2
+    np.fill_diagonal(D, 0.0)
+    posted = mechanisms.get("posted", lam=0.0)
+    ipfl_preset = mechanisms.get("ipfl", lam=0.0)
+    t_posted = best_of(partial(posted.market, N, COST, K_VALUE, D), 3)
+    t_ipfl = best_of(partial(ipfl_preset.market, N, COST, K_VALUE, D), 3)
+    print(
+        f"posted_lam0 m={m} seconds={t_posted:.4f} ipfl_seconds={t_ipfl:.4f} "
+        f"posted_over_ipfl={t_posted / t_ipfl:.1f}"
+    )
+
+
 def main() -> None:
     for m in (10, 50, 200):
         theta0, uploads, N = make_round(m, seed=m)
@@ -87,6 +126,8 @@ def main() -> None:
             f"(dissimilarity={t_sim:.4f}) clear_exact_seconds={t_exact:.4f} "
             f"proxy_targets_seconds={t_proxy:.4f} imports_per_buyer={A.sum(axis=1).mean():.2f}"
         )
+
+    tie_benchmarks()
 
     m = 50
     theta0, uploads, N = make_round(m, seed=7)

@@ -2,6 +2,6 @@
 similarity, gain, clearing, payments, personalized aggregation and named presets."""
 
 from mechanisms.ipfl import utilities
-from mechanisms.presets import MarketOutcome, Mechanism, available, get
+from mechanisms.presets import MarketOutcome, Mechanism, available, check_settings, get
 
-__all__ = ["MarketOutcome", "Mechanism", "available", "get", "utilities"]
+__all__ = ["MarketOutcome", "Mechanism", "available", "check_settings", "get", "utilities"]

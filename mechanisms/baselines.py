@@ -3,10 +3,14 @@ weighted-average aggregation shared by the averaging presets (FedAvg, pFedGraph)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from mechanisms import checks
-from mechanisms.ipfl import Combiner
+
+if TYPE_CHECKING:
+    from mechanisms.robust import Combiner
 
 
 def fedavg_graph(m: int, *, eligible=None) -> np.ndarray:

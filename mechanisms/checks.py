@@ -6,15 +6,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def numbers(x, name: str) -> np.ndarray:
-    """`x` as a float64 array; booleans, strings and other non-numbers are a ValueError."""
+def numbers(x, name: str, keep_float32: bool = False) -> np.ndarray:
+    """`x` as a float64 array (float32 kept as it is when `keep_float32`); booleans, complex
+    numbers, strings and other non-numbers are a ValueError."""
     raw = np.asarray(x)
-    if raw.dtype == np.bool_ or not (np.issubdtype(raw.dtype, np.number) or raw.dtype == object):
-        raise ValueError(f"{name} must hold numbers, got {raw.dtype} values")
-    try:
-        return raw.astype(np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must hold numbers, got {raw.dtype} values") from None
+    if raw.dtype == object:
+        try:
+            return raw.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must hold numbers, got {raw.dtype} values") from None
+    if raw.dtype == np.bool_ or not (
+        np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)
+    ):
+        raise ValueError(f"{name} must hold numbers (real), got {raw.dtype} values")
+    if keep_float32 and raw.dtype == np.float32:
+        return raw
+    return raw.astype(np.float64)
 
 
 def sizes(N, name: str = "N") -> np.ndarray:
@@ -82,18 +89,36 @@ def mask(eligible, m: int, name: str = "eligible") -> np.ndarray:
     return arr
 
 
-def scalar(x, name: str, low: float = 0.0, high: float = np.inf, low_open: bool = False) -> float:
-    """A finite real in [low, high] (or (low, high] when low_open)."""
-    try:
-        val = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} = {x!r} is not a real number") from None
+def scalar(
+    x,
+    name: str,
+    low: float = 0.0,
+    high: float = np.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite real in [low, high] (an end excluded when flagged open); booleans, strings
+    and other non-numbers are a ValueError."""
+    raw = np.asarray(x)
+    real = raw.dtype != np.bool_ and (
+        np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)
+    )
+    if raw.ndim != 0 or not real:
+        raise ValueError(f"{name} = {x!r} is not a real number")
+    val = float(raw)
     too_low = val <= low if low_open else val < low
-    if not np.isfinite(val) or too_low or val > high:
-        left = "(" if low_open else "["
-        right = ")" if np.isinf(high) else "]"
-        raise ValueError(f"{name} = {x!r} is out of range: allowed {left}{low}, {high}{right}")
+    too_high = val >= high if high_open else val > high
+    if not np.isfinite(val) or too_low or too_high:
+        allowed = interval(low, high, low_open, high_open)
+        raise ValueError(f"{name} = {x!r} is out of range: allowed {allowed}")
     return val
+
+
+def interval(low: float, high: float, low_open: bool = False, high_open: bool = False) -> str:
+    """The interval as text, e.g. "[0, 1)" or "(0, inf)"."""
+    left = "(" if low_open or np.isinf(low) else "["
+    right = ")" if high_open or np.isinf(high) else "]"
+    return f"{left}{low:g}, {high:g}{right}"
 
 
 def market(N, cost, K, D, lam):

@@ -13,14 +13,15 @@ float64 numpy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mechanisms import checks
+from mechanisms import checks, exact
 from mechanisms.similarity import unit_rows
 
-Combiner = Callable[[np.ndarray, np.ndarray], np.ndarray]
+if TYPE_CHECKING:
+    from mechanisms.robust import Combiner
 
 _BISECTION_STEPS = 200
 
@@ -44,13 +45,6 @@ def gain(K, n_own, n_total):
     sa, sb = np.sqrt(a), np.sqrt(b)
     out = np.sqrt(K) * (b - a) / (sa * sb * (sa + sb))
     return float(out) if out.ndim == 0 else out
-
-
-def _marginal(sqrt_k, n_before, size):
-    """g(n_before + size) - g(n_before) for g(n) = -sqrt(K / n), in a cancellation-free form."""
-    sa = np.sqrt(n_before)
-    sb = np.sqrt(n_before + size)
-    return sqrt_k * size / (sa * sb * (sa + sb))
 
 
 def edge_prices(N, cost, D, lam) -> np.ndarray:
@@ -145,97 +139,21 @@ def import_value(K: float, n_own: float, sizes, prices, chosen) -> float:
     """G(S) - sum_{j in S} price_j for one buyer and the import set `chosen` (bool mask)."""
     sizes = np.asarray(sizes, dtype=np.float64)
     chosen = np.asarray(chosen, dtype=bool)
-    total = n_own + sizes[chosen].sum()
-    return float(_marginal(np.sqrt(K), n_own, total - n_own) - np.asarray(prices)[chosen].sum())
+    gain_s = exact.marginal(np.sqrt(K), n_own, sizes[chosen].sum())
+    return float(gain_s - np.asarray(prices)[chosen].sum())
 
 
 def best_import_set(K: float, n_own: float, sizes, prices) -> np.ndarray:
-    """The import set maximising G(S) - sum_{j in S} price_j for one buyer, exactly.
-
-    G depends only on the total imported size and is concave in it, so:
-    1. sellers with price <= 0 are in every optimum;
-    2. a seller whose marginal gain on top of the sure set does not beat its price is in no
-       optimum, and one whose marginal gain on top of everything else still left beats its
-       price is in every optimum; both rules are applied until nothing changes;
-    3. the remaining core is solved by depth-first branch-and-bound over sellers sorted by
-       price per sample, bounded by the continuous relaxation (fractional knapsack with a
-       concave value: fill by ascending price per sample until g'(n) falls below it).
-    Ties between equally good sets resolve deterministically (include-first search order).
-    """
+    """The import set maximising G(S) - sum_{j in S} price_j for one buyer, exactly (to
+    float64 rounding of the objective); the method and why it is exact and fast are in
+    :mod:`mechanisms.exact`. Equal values resolve deterministically."""
     sizes = checks.sizes(sizes, "sizes")
-    prices = np.asarray(prices, dtype=np.float64)
+    prices = checks.numbers(prices, "prices")
     if prices.shape != sizes.shape or not np.isfinite(prices).all():
         raise ValueError(f"prices must be finite with shape {sizes.shape}, got {prices.shape}")
     K = checks.scalar(K, "K")
     n_own = checks.scalar(n_own, "n_own", low_open=True)
-    return _best_import_set(K, n_own, sizes, prices)
-
-
-def _best_import_set(K: float, n_own: float, sizes: np.ndarray, prices: np.ndarray) -> np.ndarray:
-    chosen = prices <= 0
-    sqrt_k = float(np.sqrt(K))
-    if sqrt_k == 0.0:
-        return np.zeros(sizes.shape[0], dtype=bool)
-    core = np.flatnonzero(~chosen)
-    base = n_own + sizes[chosen].sum()
-    while core.size:
-        useful = _marginal(sqrt_k, base, sizes[core]) > prices[core]
-        core = core[useful]
-        top = base + sizes[core].sum()
-        sure = _marginal(sqrt_k, top - sizes[core], sizes[core]) > prices[core]
-        chosen[core[sure]] = True
-        base += sizes[core[sure]].sum()
-        core = core[~sure]
-        if useful.all() and not sure.any():
-            break
-    if core.size:
-        picked = _branch_and_bound(sqrt_k, float(base), sizes[core], prices[core])
-        chosen[core[picked]] = True
-    return chosen
-
-
-def _branch_and_bound(sqrt_k: float, base: float, sizes, prices) -> np.ndarray:
-    """Exact core solver for max -sqrt(K / (base + n_S)) - sum_S price (see best_import_set)."""
-    order = np.argsort(prices / sizes, kind="stable")
-    s = sizes[order].tolist()
-    p = prices[order].tolist()
-    r = (prices[order] / sizes[order]).tolist()
-    n_items = len(s)
-
-    def g(n: float) -> float:
-        return -sqrt_k / n**0.5
-
-    def relaxation(k: int, n: float, spent: float) -> float:
-        for idx in range(k, n_items):
-            end = n + s[idx]
-            if 0.5 * sqrt_k * end**-1.5 >= r[idx]:
-                n, spent = end, spent + p[idx]
-                continue
-            n_star = (0.5 * sqrt_k / r[idx]) ** (2.0 / 3.0)
-            if n_star > n:
-                spent += r[idx] * (n_star - n)
-                n = n_star
-            break
-        return g(n) - spent
-
-    best_val, best_bits = g(base), 0
-    stack = [(0, base, 0.0, 0)]
-    while stack:
-        k, n, spent, bits = stack.pop()
-        val = g(n) - spent
-        if val > best_val:
-            best_val, best_bits = val, bits
-        if k == n_items:
-            continue
-        if relaxation(k, n, spent) <= best_val + 1e-13 * abs(best_val):
-            continue
-        stack.append((k + 1, n, spent, bits))
-        if g(n + s[k]) - g(n) > p[k]:
-            stack.append((k + 1, n + s[k], spent + p[k], bits | (1 << k)))
-    picked = np.array([(best_bits >> k) & 1 for k in range(n_items)], dtype=bool)
-    result = np.zeros(n_items, dtype=bool)
-    result[order[picked]] = True
-    return result
+    return exact.best_set(float(np.sqrt(K)), n_own, sizes, prices)
 
 
 def exact_graph(N, K, tau, allowed=None) -> np.ndarray:
@@ -256,13 +174,18 @@ def exact_graph(N, K, tau, allowed=None) -> np.ndarray:
     for i in np.flatnonzero(K > 0):
         sellers = np.flatnonzero(ok[i])
         if sellers.size:
-            A[i, sellers] = _best_import_set(K[i], N[i], N[sellers], tau[i, sellers])
+            A[i, sellers] = exact.best_set(
+                float(np.sqrt(K[i])), N[i], N[sellers], tau[i, sellers]
+            )
     return A
 
 
 def clear_exact(N, cost, K, D, lam, *, eligible=None) -> np.ndarray:
     """Welfare-optimal clearing: for every buyer, the import set maximising
-    G_i(S) - sum_{j in S} tau_ij exactly (the problem separates by buyer)."""
+    G_i(S) - sum_{j in S} tau_ij exactly (the problem separates by buyer).
+
+    Exact to float64 rounding of the objective, and fast also when sellers' prices per sample
+    tie (prices proportional to sizes): :mod:`mechanisms.exact` explains the method."""
     N, cost, K, D, lam = checks.market(N, cost, K, D, lam)
     allowed = np.broadcast_to(checks.mask(eligible, N.shape[0])[None, :], D.shape)
     return exact_graph(N, K, _prices(N, cost, D, lam), allowed)
@@ -272,7 +195,7 @@ def marginal_gains(A, N, K) -> np.ndarray:
     """M (m, m): M[i, j] = G_i(S_i) - G_i(S_i minus j) on edges of A, 0 elsewhere."""
     total = N + A @ N
     with np.errstate(invalid="ignore", divide="ignore"):
-        M = _marginal(np.sqrt(K)[:, None], total[:, None] - N[None, :], N[None, :])
+        M = exact.marginal(np.sqrt(K)[:, None], total[:, None] - N[None, :], N[None, :])
     return np.where(A, M, 0.0)
 
 
@@ -335,15 +258,17 @@ def proxy_targets(A, N, uploads, theta0, own, eta, combiner: Combiner | None = N
     m = N.shape[0]
     A = checks.graph(A, m)
     eta = checks.scalar(eta, "eta", low_open=True)
-    uploads = np.asarray(uploads)
-    own = np.asarray(own)
+    uploads = checks.numbers(uploads, "uploads", keep_float32=True)
+    own = checks.numbers(own, "own", keep_float32=True)
     if own.ndim != 2 or own.shape[0] != m or uploads.shape != own.shape:
         raise ValueError(
             f"uploads and own must both have shape ({m}, P), got {uploads.shape} and {own.shape}"
         )
-    theta0 = np.asarray(theta0)
-    if theta0.shape != (own.shape[1],):
-        raise ValueError(f"theta0 must have shape ({own.shape[1]},), got {theta0.shape}")
+    theta0 = checks.numbers(theta0, "theta0", keep_float32=True)
+    if theta0.shape != (own.shape[1],) or not np.isfinite(theta0).all():
+        raise ValueError(
+            f"theta0 must be finite with shape ({own.shape[1]},), got shape {theta0.shape}"
+        )
     dtype = np.result_type(uploads.dtype, own.dtype, theta0.dtype, np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         b_hat, _, b_ok = unit_rows(uploads.astype(dtype, copy=False) - theta0.astype(dtype))

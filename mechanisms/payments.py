@@ -159,11 +159,12 @@ def _sampled_shapley(value, n: int, rng: np.random.Generator, n_permutations: in
     return phi + (ends[1] - ends[0] - phi.sum()) / n
 
 
-def shapley(A, N, K, share, *, n_permutations: int = 1000, seed: int = 0) -> np.ndarray:
-    """Shapley gain sharing: each buyer i pays each imported seller j
-    share * phi_j, where phi are the Shapley values of the game v(T) = G_i(T) over the sellers
-    S_i it imports (so the payments split share * G_i(S_i)). Exact up to 12 sellers, a
-    permutation estimate seeded by (seed, i) beyond."""
+def shapley(A, N, K, share=1.0, *, n_permutations: int = 1000, seed: int = 0) -> np.ndarray:
+    """Shapley gain sharing: each buyer i pays each imported seller j share * phi_j, where
+    phi are the Shapley values of the game v(T) = G_i(T) over the sellers S_i it imports, so
+    with the default share 1 each buyer splits its whole realized gain G_i(S_i) among them
+    (a smaller share keeps part of it). Exact up to 12 sellers, a permutation estimate
+    seeded by (seed, i) beyond."""
     N = checks.sizes(N)
     m = N.shape[0]
     A = checks.graph(A, m)

@@ -6,9 +6,9 @@ Presets (defaults from the iPFL reference: lam = 1, eta = 5; pFedGraph: alpha = 
 - ``ipfl``: greedy threshold clearing, iPFL payments, proxy targets.
 - ``ipfl-exact``: welfare-optimal clearing, iPFL payments, proxy targets.
 - ``vcg``: exact clearing, Clarke-pivot payments (platform deficit reported).
-- ``shapley``: greedy clearing (``clearing="exact"`` optional), each buyer pays ``share`` of
-  its gain split by Shapley values. Default share 0.5: buyer and sellers split the realized
-  gain evenly (share 1 would leave buyers no surplus at all).
+- ``shapley``: greedy clearing (``clearing="exact"`` optional), each buyer splits its
+  realized gain among the sellers it imports from by Shapley values. ``share`` (default 1,
+  the whole gain) scales what it pays; a smaller share leaves the buyer part of its gain.
 - ``posted``: sellers whose cost is covered by ``price`` per sample offer their models, each
   buyer imports its exact best set at that price (plus iPFL's heterogeneity charge in its
   choice); payments price * N_j per edge. Default price 0.005: a 200-sample model sells
@@ -24,15 +24,16 @@ defaults to 0 (restarting from the aggregate already carries the graph) and can 
 Local trains alone (restart False, mu 0).
 
 Reputation defaults to "similarity" for the market presets (a market must filter fake-model
-sellers) and "none" for the baselines; robust aggregation is off unless named. The robust
-aggregator is built (and so validated) by :func:`get`; the reputation name and parameters are
-validated when :meth:`Mechanism.make_reputation` builds the tracker.
+sellers) and "none" for the baselines; robust aggregation is off unless named. :func:`get`
+validates everything at once, the reputation's and the robust aggregator's names and
+parameters included; :func:`check_settings` lists the same problems without building a
+mechanism (for configuration validators).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -51,52 +52,59 @@ class MarketOutcome(NamedTuple):
     platform: np.ndarray
 
 
-def _real(low: float, high: float = np.inf, low_open: bool = False) -> Callable:
+@dataclass(frozen=True)
+class _Param:
+    """A parameter's validator (returns the clean value or raises ValueError) and the text
+    describing what it allows."""
+
+    check: Callable[[str, Any], Any]
+    allowed: str
+
+
+def _real(low: float, high: float = np.inf, low_open: bool = False) -> _Param:
     def check(name: str, value: Any) -> float:
-        if isinstance(value, bool):
-            raise ValueError(f"{name} = {value!r} is not a real number")
         return checks.scalar(value, name, low, high, low_open)
 
-    return check
+    return _Param(check, checks.interval(low, high, low_open))
 
 
-def _integer(low: int) -> Callable:
+def _integer(low: int) -> _Param:
     def check(name: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
             raise ValueError(f"{name} = {value!r} is invalid: allowed integers >= {low}")
         return int(value)
 
-    return check
+    return _Param(check, f"integer >= {low}")
 
 
-def _choice(*options: str) -> Callable:
+def _choice(*options: str) -> _Param:
     def check(name: str, value: Any) -> str:
         if value not in options:
             raise ValueError(f"{name} = {value!r} is invalid: allowed {list(options)}")
         return value
 
-    return check
+    return _Param(check, " | ".join(repr(o) for o in options))
 
 
-def _name(optional: bool) -> Callable:
+def _name(optional: bool, what: str) -> _Param:
     def check(name: str, value: Any) -> str | None:
         if value is None and optional:
             return None
         if not isinstance(value, str) or not value:
-            allowed = "a non-empty string or None" if optional else "a non-empty string"
+            allowed = f"{what} or None" if optional else what
             raise ValueError(f"{name} = {value!r} is invalid: allowed {allowed}")
         return value
 
-    return check
+    return _Param(check, f"{what} or None" if optional else what)
 
 
-def _mapping(name: str, value: Any) -> dict:
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+def _check_mapping(name: str, value: Any) -> dict:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise ValueError(f"{name} = {value!r} is invalid: allowed a dict with string keys")
-    return copy.deepcopy(value)
+    return copy.deepcopy(dict(value))
 
 
-_CHECKS: dict[str, Callable] = {
+_PARAMS: dict[str, _Param] = {
     "lam": _real(0.0),
     "eta": _real(0.0, low_open=True),
     "alpha": _real(0.0, low_open=True),
@@ -106,26 +114,10 @@ _CHECKS: dict[str, Callable] = {
     "n_permutations": _integer(1),
     "seed": _integer(0),
     "clearing": _choice("greedy", "exact"),
-    "reputation": _name(optional=False),
-    "reputation_params": _mapping,
-    "robust": _name(optional=True),
-    "robust_params": _mapping,
-}
-
-_RANGES = {
-    "lam": "[0, inf)",
-    "eta": "(0, inf)",
-    "alpha": "(0, inf)",
-    "mu": "[0, inf)",
-    "price": "[0, inf)",
-    "share": "[0, 1]",
-    "n_permutations": "integer >= 1",
-    "seed": "integer >= 0",
-    "clearing": "'greedy' | 'exact'",
-    "reputation": "reputation name",
-    "reputation_params": "dict",
-    "robust": "robust aggregator name or None",
-    "robust_params": "dict",
+    "reputation": _name(optional=False, what="a reputation name"),
+    "reputation_params": _Param(_check_mapping, "dict"),
+    "robust": _name(optional=True, what="a robust aggregator name"),
+    "robust_params": _Param(_check_mapping, "dict"),
 }
 
 
@@ -134,8 +126,7 @@ def _defences(reputation: str) -> dict[str, Any]:
 
 
 def _zero_outcome(A) -> MarketOutcome:
-    m = A.shape[0]
-    return MarketOutcome(A, np.zeros((m, m)), np.zeros(m))
+    return MarketOutcome(A, payments.none(A), np.zeros(A.shape[0]))
 
 
 def _ipfl_market(p, N, cost, K, D, eligible) -> MarketOutcome:
@@ -194,7 +185,7 @@ _PRESETS: dict[str, _Preset] = {
     "shapley": _Preset(
         {
             **_IPFL,
-            "share": 0.5,
+            "share": 1.0,
             "clearing": "greedy",
             "n_permutations": 1000,
             "seed": 0,
@@ -311,33 +302,67 @@ class Mechanism:
         return robust.make_combiner(self.robust, **self.robust_params)
 
 
-def get(name: str, **overrides) -> Mechanism:
-    """The preset `name` with parameters overridden, e.g. ``get("ipfl", lam=2.0)``.
+def _resolve(name: str, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The preset's validated parameters with `overrides` applied, and every problem."""
+    from mechanisms import reputation, robust
 
-    Unknown presets, unknown parameters and out-of-range values raise one ValueError that
-    lists every problem with the allowed names or ranges.
-    """
-    if name not in _PRESETS:
-        raise ValueError(f"unknown mechanism {name!r}: available {available()}")
     defaults = _PRESETS[name].defaults
     problems = []
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
-        allowed = ", ".join(f"{k} {_RANGES[k]}" for k in defaults)
+        allowed = ", ".join(f"{k} {_PARAMS[k].allowed}" for k in defaults)
         problems.append(f"unknown parameter(s) {unknown} for {name!r}; allowed: {allowed}")
-    params = {}
+    params: dict[str, Any] = {}
     for key, default in defaults.items():
         try:
-            params[key] = _CHECKS[key](key, overrides.get(key, default))
+            params[key] = _PARAMS[key].check(key, overrides.get(key, default))
         except ValueError as err:
             problems.append(str(err))
-    if not problems and params["robust"] is not None:
+    if "reputation" in params and "reputation_params" in params:
+        problems += reputation.check_params(params["reputation"], params["reputation_params"])
+    if params.get("robust") is not None and "robust_params" in params:
+        problems += robust.check_params(params["robust"], params["robust_params"])
+    return params, problems
+
+
+def check_settings(kind: str, name: Any, params: Mapping[str, Any] | None = None) -> list[str]:
+    """Every problem with a setting, without building anything (empty list: valid).
+
+    `kind` is "mechanism" (`name` a preset, `params` the overrides :func:`get` would take,
+    reputation and robust settings included), "reputation" (a reputation name and its
+    parameters) or "robust" (an aggregator name, or None for none, and its combiner
+    parameters). Each message names the parameter, the bad value and what is allowed, so a
+    configuration can report all of them at once.
+    """
+    params = {} if params is None else params
+    if not isinstance(params, Mapping):
+        return [f"{kind} parameters = {params!r} are invalid: allowed a dict"]
+    if kind == "mechanism":
+        if name not in _PRESETS:
+            return [f"unknown mechanism {name!r}: available {available()}"]
+        return _resolve(name, params)[1]
+    if kind == "reputation":
+        from mechanisms import reputation
+
+        return reputation.check_params(name, params)
+    if kind == "robust":
         from mechanisms import robust
 
-        try:
-            robust.make_combiner(params["robust"], **params["robust_params"])
-        except ValueError as err:
-            problems.append(str(err))
+        return [] if name is None else robust.check_params(name, params)
+    raise ValueError(f"kind = {kind!r} is invalid: allowed 'mechanism', 'reputation', 'robust'")
+
+
+def get(name: str, **overrides) -> Mechanism:
+    """The preset `name` with parameters overridden, e.g. ``get("ipfl", lam=2.0)``.
+
+    Unknown presets, unknown parameters and out-of-range values, including the reputation's
+    and the robust aggregator's names and parameters, raise one ValueError that lists every
+    problem with the allowed names or ranges (:func:`check_settings` returns the same list
+    without raising).
+    """
+    if name not in _PRESETS:
+        raise ValueError(f"unknown mechanism {name!r}: available {available()}")
+    params, problems = _resolve(name, overrides)
     if problems:
         raise ValueError(f"invalid parameters for mechanism {name!r}: " + "; ".join(problems))
     return Mechanism(name, params)

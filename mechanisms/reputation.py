@@ -7,56 +7,133 @@ Scored reputations ("similarity", "validation") keep an exponential moving avera
 client, ``r <- beta * r + (1 - beta) * s``, where s is the round's observation; a client's
 first observation initialises r (a late arrival is not dragged toward an arbitrary prior).
 Exclusion rule, applied after each update over the *active* clients (present, not yet
-excluded, scored at least once), with mu their median score (the attackers' own low scores
-cannot drag the cutoff down with them)::
+excluded, scored at least once), with mu their typical score::
 
     exclude i  if  r_i < mu - threshold * |mu| - margin
 
-The relative term is the RFFL-style "below a fraction of the typical score"; taking |mu|
-keeps the cutoff below mu when mu is negative, and the absolute ``margin`` keeps a gap when mu
-is near zero, so a market of clients with similar scores never excludes half of them. The
-cutoff never exceeds the median, so at least half of the active clients always stay. Exclusion is
-permanent, as in RFFL: an excluded client stays out even if its later uploads look honest
-(otherwise an attacker could alternate). Absent clients (``present[i] == False``) keep their
-score, are not eligible that round, and are neither scored nor compared against.
+The relative term is RFFL's "below a fraction of the typical score"; taking |mu| keeps the
+cutoff below mu when mu is negative, and the absolute ``margin`` keeps a gap when mu is near
+zero, so a market of clients with similar scores never excludes anyone. The cutoff never
+exceeds mu, so the best active client always stays. Exclusion is permanent, as in RFFL: an
+excluded client stays out even if its later uploads look honest (otherwise an attacker could
+alternate). Absent clients (``present[i] == False``) keep their score, are not eligible that
+round, and are neither scored nor compared against.
+
+"similarity" (Xu and Lyu's RFFL, 2020) observes each client's mean cosine to the other
+clients' updates and takes mu as the mean score; its ``reference="median"`` variant observes
+the cosine to the coordinate-wise median update and takes mu as the median score, which a
+coordinated minority cannot drag. "validation" observes the accuracy of each upload on the
+platform's validation data, with mu the median accuracy.
+
+:func:`check_params` validates a reputation's name and parameters without building it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
+from mechanisms import checks
+from mechanisms.similarity import unit_rows
+
 REPUTATIONS: tuple[str, ...] = ("none", "similarity", "validation")
+REFERENCES: tuple[str, ...] = ("mean", "median")
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
 
-def _check_fraction(name: str, value: object, low: float, high: float | None, rule: str) -> float:
-    """value as a finite float in [low, high) (no upper bound when high is None)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    if not np.isfinite(v) or v < low or (high is not None and v >= high):
-        raise ValueError(f"{name}={value!r} is out of range: {rule}")
-    return v
+def _fraction(name: str, value: object) -> float:
+    return checks.scalar(value, name, 0.0, 1.0, high_open=True)
+
+
+def _non_negative(name: str, value: object) -> float:
+    return checks.scalar(value, name)
+
+
+def _norm_bound(name: str, value: object) -> float | None:
+    return None if value is None else checks.scalar(value, name, 1.0)
+
+
+def _reference(name: str, value: object) -> str:
+    if value not in REFERENCES:
+        raise ValueError(f"{name} = {value!r} is invalid: allowed one of {list(REFERENCES)}")
+    return str(value)
+
+
+_SCORED = {"beta": _fraction, "threshold": _non_negative, "margin": _non_negative}
+_PARAMS: dict[str, dict[str, Callable[[str, object], object]]] = {
+    "none": {},
+    "similarity": {**_SCORED, "norm_bound": _norm_bound, "reference": _reference},
+    "validation": dict(_SCORED),
+}
+
+
+def check_params(name: object, params: Mapping[str, object]) -> list[str]:
+    """Every problem with reputation `name` and its parameters (empty when valid), each
+    naming the parameter, the value and what is allowed. Builds nothing. ``score_fn`` is not
+    a parameter: "validation" receives it when it is built."""
+    if name not in REPUTATIONS:
+        return [f"reputation = {name!r} is invalid: allowed one of {list(REPUTATIONS)}"]
+    allowed = _PARAMS[name]
+    problems = []
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        problems.append(
+            f"unknown parameter(s) {unknown} for reputation {name!r}; "
+            f"allowed: {list(allowed) or 'none'}"
+        )
+    for key, value in params.items():
+        if key in allowed:
+            try:
+                allowed[key](key, value)
+            except ValueError as err:
+                problems.append(f"reputation {name!r}: {err}")
+    return problems
+
+
+def _updates(uploads: np.ndarray, theta0: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(uploads, dtype=np.float64) - np.asarray(theta0, dtype=np.float64)
 
 
 def unit_updates(uploads: np.ndarray, theta0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-norm update directions (uploads - theta0) and which rows have one.
+    """Unit-norm update directions (uploads - theta0) of the rows that have one, and which
+    rows those are (finite and non-zero updates; huge finite ones do not overflow)."""
+    unit, _, valid = unit_rows(_updates(uploads, theta0))
+    return unit[valid], valid
 
-    A row is valid when its update is finite and non-zero. Rows are scaled by their largest
-    absolute entry before normalising, so huge finite uploads do not overflow.
+
+def _usable(norms: np.ndarray, valid: np.ndarray, reference: np.ndarray,
+            norm_bound: float | None) -> np.ndarray:
+    """Valid rows not longer than norm_bound times the reference rows' median norm."""
+    usable = valid.copy()
+    if norm_bound is not None and (valid & reference).any():
+        usable &= norms <= norm_bound * np.median(norms[valid & reference])
+    return usable
+
+
+def mean_cosines(uploads: np.ndarray, theta0: np.ndarray, reference: np.ndarray,
+                 norm_bound: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's mean cosine to the updates of the OTHER `reference` rows.
+
+    Returns (cosines, scored). A row whose update is non-finite, zero, or longer than
+    `norm_bound` times the reference rows' median update norm gets -1 (always scored) and is
+    left out of the others' means. Any other row is scored when at least one other usable
+    reference row exists. One pass: the sum of the reference unit vectors, less one's own.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        U = np.asarray(uploads, dtype=np.float64) - np.asarray(theta0, dtype=np.float64)
-        peak = np.max(np.abs(U), axis=1) if U.shape[1] else np.zeros(U.shape[0])
-    valid = np.all(np.isfinite(U), axis=1) & (peak > 0)
-    V = U[valid] / peak[valid, None]
-    V /= np.linalg.norm(V, axis=1, keepdims=True)
-    return V, valid
+    unit, norms, valid = unit_rows(_updates(uploads, theta0))
+    usable = _usable(norms, valid, reference, norm_bound)
+    peers = usable & reference
+    own = np.where(peers, np.einsum("ij,ij->i", unit, unit), 0.0)
+    others = peers.sum() - peers.astype(float)
+    cos = np.full(len(unit), -1.0)
+    fits = usable & (others > 0)
+    total = unit[peers].sum(axis=0)
+    cos[fits] = np.clip((unit[fits] @ total - own[fits]) / others[fits], -1.0, 1.0)
+    return cos, fits | ~usable
 
 
 def median_cosines(uploads: np.ndarray, theta0: np.ndarray, reference: np.ndarray,
@@ -67,24 +144,17 @@ def median_cosines(uploads: np.ndarray, theta0: np.ndarray, reference: np.ndarra
     `norm_bound` times the reference rows' median update norm gets -1; such rows are also
     left out of the median. `scored` is False everywhere when no reference row remains.
     """
-    V, valid = unit_updates(uploads, theta0)
-    with np.errstate(over="ignore", invalid="ignore"):
-        U = np.asarray(uploads, dtype=np.float64) - np.asarray(theta0, dtype=np.float64)
-        norms = np.full(len(U), np.inf)
-        norms[valid] = np.linalg.norm(U[valid], axis=1)
-    usable = valid.copy()
-    if norm_bound is not None and (valid & reference).any():
-        usable &= norms <= norm_bound * np.median(norms[valid & reference])
+    U = _updates(uploads, theta0)
+    unit, norms, valid = unit_rows(U)
+    usable = _usable(norms, valid, reference, norm_bound)
     ref = usable & reference
     cos = np.full(len(U), -1.0)
     if not ref.any():
         return cos, np.zeros(len(U), dtype=bool)
-    center = np.median(U[ref], axis=0)
-    with np.errstate(over="ignore"):
-        size = np.linalg.norm(center)
-    if not np.isfinite(size) or size == 0:
+    center, size, ok = unit_rows(np.median(U[ref], axis=0)[None, :])
+    if not ok[0]:
         return cos, np.zeros(len(U), dtype=bool)
-    cos[usable] = np.clip(V[usable[valid]] @ (center / size), -1.0, 1.0)
+    cos[usable] = np.clip(unit[usable] @ center[0], -1.0, 1.0)
     return cos, np.ones(len(U), dtype=bool)
 
 
@@ -173,15 +243,19 @@ class _ScoredReputation(Reputation, ABC):
         self, n_clients: int, beta: float = 0.9, threshold: float = 0.5, margin: float = 0.05
     ):
         super().__init__(n_clients)
-        self.beta = _check_fraction("beta", beta, 0.0, 1.0, "must be in [0, 1)")
-        self.threshold = _check_fraction("threshold", threshold, 0.0, None, "must be >= 0")
-        self.margin = _check_fraction("margin", margin, 0.0, None, "must be >= 0")
+        self.beta = _fraction("beta", beta)
+        self.threshold = _non_negative("threshold", threshold)
+        self.margin = _non_negative("margin", margin)
 
     @abstractmethod
     def _observe(
         self, uploads: np.ndarray, theta0: np.ndarray, present: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """This round's observation per client (m,) and which clients were observed."""
+
+    def _typical(self, scores: np.ndarray) -> float:
+        """mu of the threshold rule: the median score."""
+        return float(np.median(scores))
 
     def update(
         self, uploads: np.ndarray, theta0: np.ndarray, present: np.ndarray | None = None
@@ -196,29 +270,44 @@ class _ScoredReputation(Reputation, ABC):
         self.present_ = present
         active = present & ~self.excluded_ & self.seen_
         if active.any():
-            mu = float(np.median(self.scores_[active]))
+            mu = self._typical(self.scores_[active])
             cutoff = mu - self.threshold * abs(mu) - self.margin
             self.excluded_ |= active & (self.scores_ < cutoff)
 
 
 class SimilarityReputation(_ScoredReputation):
-    """RFFL-style: each round's observation is the cosine between a client's update and the
-    coordinate-wise median update of the present, non-excluded clients.
+    """RFFL-style reputation on update directions (updates are ``upload - theta0``).
 
-    Updates are ``upload - theta0``. The median is a reference a minority of attackers cannot
-    steer (RFFL compares with the aggregate; a mean would follow the attackers). An update
-    that is non-finite, zero, or longer than ``norm_bound`` times the median update norm (a
-    boosted, random or constant model) scores -1 and stays out of the median; ``norm_bound``
-    None disables the length check.
+    Default (``reference="mean"``): each round's observation is a client's mean cosine to
+    the updates of the other present, non-excluded clients, and the cutoff is relative to
+    the mean score. ``reference="median"``: the observation is the cosine to the
+    coordinate-wise median update of the present, non-excluded clients (itself included) and
+    the cutoff is relative to the median score. A coordinated minority moves a mean but not
+    a median, so the median variant is the more robust choice against colluding attackers.
+
+    An update that is non-finite or zero scores -1 and takes no part in the others'
+    observations. ``norm_bound`` (default 5, None: off) also scores -1 any update longer
+    than norm_bound times the median update norm: cosines are blind to scale, and a boosted,
+    random or constant model can point along the honest updates (an all-ones upload had a
+    cosine of about 0.8 to honest MNIST-1D updates). Defaults: beta = 0.5 (the first rounds'
+    nearly random directions fade quickly), threshold = 0.5 and margin = 0.15 (first-round
+    cosines scatter around zero by about 0.1).
     """
 
     name = "similarity"
 
-    def __init__(self, n_clients: int, beta: float = 0.9, threshold: float = 0.5,
-                 margin: float = 0.05, norm_bound: float | None = 5.0):
+    def __init__(self, n_clients: int, beta: float = 0.5, threshold: float = 0.5,
+                 margin: float = 0.15, norm_bound: float | None = 5.0,
+                 reference: str = "mean"):
         super().__init__(n_clients, beta=beta, threshold=threshold, margin=margin)
-        self.norm_bound = (None if norm_bound is None else _check_fraction(
-            "norm_bound", norm_bound, 1.0, None, "must be >= 1 (or None)"))
+        self.norm_bound = _norm_bound("norm_bound", norm_bound)
+        self.reference = _reference("reference", reference)
+
+    def _typical(self, scores: np.ndarray) -> float:
+        """mu of the threshold rule: the mean score (the median with reference="median")."""
+        if self.reference == "median":
+            return float(np.median(scores))
+        return float(np.mean(scores))
 
     def _observe(self, uploads, theta0, present):
         obs = np.zeros(self.n_clients)
@@ -226,8 +315,8 @@ class SimilarityReputation(_ScoredReputation):
         idx = np.flatnonzero(present)
         if idx.size == 0:
             return obs, observed
-        cos, scored = median_cosines(uploads[idx], theta0, ~self.excluded_[idx],
-                                     self.norm_bound)
+        cosines = median_cosines if self.reference == "median" else mean_cosines
+        cos, scored = cosines(uploads[idx], theta0, ~self.excluded_[idx], self.norm_bound)
         obs[idx], observed[idx] = cos, scored
         return obs, observed
 
@@ -280,20 +369,14 @@ def make_reputation(
 ) -> Reputation:
     """A reputation filter by name: "none", "similarity" or "validation".
 
-    ``params`` are beta, threshold and margin for the scored kinds (and norm_bound for
-    "similarity"). ``score_fn`` is required
-    by "validation" and ignored by the others, so callers may always pass what they have.
+    ``params`` are beta, threshold and margin for the scored kinds (and norm_bound and
+    reference for "similarity"); every problem is reported at once (:func:`check_params`).
+    ``score_fn`` is required by "validation" and ignored by the others, so callers may
+    always pass what they have.
     """
-    if name not in REPUTATIONS:
-        raise ValueError(f"unknown reputation {name!r}; available: {', '.join(REPUTATIONS)}")
-    allowed = {"none": (), "similarity": ("beta", "threshold", "margin", "norm_bound"),
-               "validation": ("beta", "threshold", "margin")}[name]
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {unknown} for reputation {name!r}; "
-            f"allowed: {list(allowed) or 'none'}"
-        )
+    problems = check_params(name, params)
+    if problems:
+        raise ValueError("; ".join(problems))
     if name == "none":
         return Reputation(n_clients)
     if name == "similarity":

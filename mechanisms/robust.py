@@ -17,8 +17,10 @@ Hostile input policy (shared by all aggregators):
   distance, never as NaN.
 - With no finite row left the result is the zero vector (``centered_clipping``: its centre).
 
-``f`` is validated against the number of rows given (before dropping), and a ValueError names
-the allowed range. Ties always break by the lowest row index.
+``f`` is validated against the number of rows given (before dropping): 2 f < n for the
+trimmed mean, n >= 2 f + 3 for Krum and Multi-Krum (Blanchard et al. 2017; with fewer rows a
+group of f identical colluders outscores the honest rows). A ValueError names f, n and the
+allowed range. Ties always break by the lowest row index.
 
 ``make_combiner`` wraps an aggregator as a drop-in replacement for the weighted sum ``w @ C``
 used by the mechanism presets.
@@ -27,9 +29,12 @@ used by the mechanism presets.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
+
+from mechanisms import checks
+from mechanisms.similarity import row_norms
 
 logger = logging.getLogger(__name__)
 
@@ -68,22 +73,26 @@ def _check_int(name: str, value: object, low: int, high: int, rule: str) -> int:
 
 
 def _check_f(f: object, n: int, name: str) -> int:
-    """f with 0 <= f and 2 f < n (an honest majority), or ValueError."""
+    """f within what `name` tolerates for n rows (:func:`max_f`), or ValueError."""
     if n < 1:
         raise ValueError(f"{name} needs at least one row, got n={n}")
-    return _check_int("f", f, 0, (n - 1) // 2, f"{name} needs 0 <= f and 2*f < n={n}")
+    high = max_f(name, n)
+    if name in ("krum", "multi_krum"):
+        if high < 0:
+            raise ValueError(f"{name} needs n >= 2*f + 3 >= 3 rows, got n={n}")
+        rule = f"{name} needs n >= 2*f + 3 (Blanchard et al. 2017), n={n}"
+    else:
+        rule = f"{name} needs 0 <= f and 2*f < n={n}"
+    return _check_int("f", f, 0, high, rule)
 
 
-def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """value as a finite float > 0 (>= 0 with allow_zero), or ValueError."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    v = float(value)
-    ok = np.isfinite(v) and (v >= 0 if allow_zero else v > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name}={value!r} is out of range: must be finite and {bound}")
-    return v
+def max_f(name: str, n: int) -> int:
+    """The largest f that aggregator `name` tolerates among n rows (-1: none): Krum and
+    Multi-Krum need n >= 2 f + 3 (Blanchard et al. 2017), the others an honest majority,
+    2 f < n."""
+    if name in ("krum", "multi_krum"):
+        return (n - 3) // 2
+    return (n - 1) // 2
 
 
 def _check_vector(name: str, value: object, d: int) -> np.ndarray:
@@ -96,7 +105,7 @@ def _check_vector(name: str, value: object, d: int) -> np.ndarray:
     return v
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- internals
 
 
 def _finite_rows(X: np.ndarray) -> tuple[np.ndarray, int]:
@@ -117,22 +126,6 @@ def _coordinate_median(X: np.ndarray) -> np.ndarray:
     n = X.shape[0]
     S = np.sort(X, axis=0)
     return 0.5 * S[(n - 1) // 2] + 0.5 * S[n // 2]
-
-
-def _row_norms(V: np.ndarray) -> np.ndarray:
-    """Euclidean norm of each row without spurious overflow; inf where truly out of range."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->i", V, V))
-    bad = ~np.isfinite(norms)
-    if bad.any():
-        rows = V[bad]
-        with np.errstate(over="ignore", invalid="ignore"):
-            scale = np.max(np.abs(rows), axis=1)
-            ok = np.isfinite(scale) & (scale > 0)
-            safe = np.where(ok, scale, 1.0)
-            rescued = np.linalg.norm(rows / safe[:, None], axis=1) * safe
-        norms[bad] = np.where(ok, rescued, np.inf)
-    return norms
 
 
 def _squared_distances(X: np.ndarray) -> np.ndarray:
@@ -163,15 +156,10 @@ def _krum_scores(X: np.ndarray, neighbours: int) -> np.ndarray:
 
 
 def _krum_neighbours(n: int, f: int, neighbours: object, name: str) -> int:
-    """Validated neighbour count; the default n - f - 2 follows Blanchard et al. (2017)."""
+    """Validated neighbour count; the default n - f - 2 follows Blanchard et al. (2017) and
+    is >= 1 whenever n >= 2 f + 3."""
     if neighbours is None:
-        k = n - f - 2
-        if k < 1:
-            raise ValueError(
-                f"f={f} is out of range for n={n}: {name} with the default "
-                f"neighbours = n - f - 2 needs n >= f + 3"
-            )
-        return k
+        return n - f - 2
     return _check_int("neighbours", neighbours, 1, n - 1, f"{name} needs 1 <= neighbours < n={n}")
 
 
@@ -255,9 +243,9 @@ def geometric_median(
     X = _as_matrix(X)
     if X.shape[0] < 1:
         raise ValueError(f"geometric_median needs at least one row, got n={X.shape[0]}")
-    tol = _check_positive("tol", tol, allow_zero=True)
+    tol = checks.scalar(tol, "tol")
     max_iter = _check_int("max_iter", max_iter, 0, 10**9, "max_iter must be >= 0")
-    nu = _check_positive("nu", nu)
+    nu = checks.scalar(nu, "nu", low_open=True)
     start = None if init is None else _check_vector("init", init, X.shape[1])
     Xf, _ = _finite_rows(X)
     if Xf.shape[0] == 0:
@@ -265,7 +253,7 @@ def geometric_median(
     z = _coordinate_median(Xf) if start is None else start.copy()
     for _ in range(max_iter):
         with np.errstate(over="ignore", invalid="ignore"):
-            dist = _row_norms(Xf - z)
+            dist = row_norms(Xf - z)
         weights = np.where(np.isfinite(dist), 1.0 / np.maximum(dist, nu), 0.0)
         z_new = (weights @ Xf) / weights.sum()
         step = float(np.linalg.norm(z_new - z))
@@ -291,7 +279,7 @@ def centered_clipping(
     n, d = X.shape
     if n < 1:
         raise ValueError(f"centered_clipping needs at least one row, got n={n}")
-    tau = _check_positive("tau", tau, allow_zero=True)
+    tau = checks.scalar(tau, "tau")
     iterations = _check_int("iterations", iterations, 0, 10**9, "iterations must be >= 0")
     v = np.zeros(d) if center is None else _check_vector("center", center, d).copy()
     Xf, _ = _finite_rows(X)
@@ -300,7 +288,7 @@ def centered_clipping(
     for _ in range(iterations):
         with np.errstate(over="ignore", invalid="ignore"):
             diff = Xf - v
-        norms = _row_norms(diff)
+        norms = row_norms(diff)
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(norms > tau, tau / norms, 1.0)
         usable = np.isfinite(norms) & np.all(np.isfinite(diff), axis=1)
@@ -322,39 +310,58 @@ _COMBINER_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _max_f(name: str, n: int) -> int:
-    """The largest f that `name` accepts for n rows with its default parameters (-1: none)."""
-    if name in ("krum", "multi_krum"):
-        return min((n - 1) // 2, n - 3)
-    return (n - 1) // 2
+_BIG = 10**9
 
 
-def _check_combiner_params(name: str, params: dict[str, object]) -> None:
-    """ValueError for any unknown or out-of-range combiner parameter of `name`."""
+def _count(low: int) -> Callable[[str, object], int]:
+    def check(name: str, value: object) -> int:
+        return _check_int(name, value, low, _BIG, f"{name} must be an integer >= {low}")
+
+    return check
+
+
+def _optional(check: Callable[[str, object], object]) -> Callable[[str, object], object]:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+_PARAM_CHECKS: dict[str, Callable[[str, object], object]] = {
+    "f": _count(0),
+    "neighbours": _optional(_count(1)),
+    "m": _optional(_count(1)),
+    "tol": lambda name, value: checks.scalar(value, name),
+    "max_iter": _count(0),
+    "nu": lambda name, value: checks.scalar(value, name, low_open=True),
+    "tau": _optional(lambda name, value: checks.scalar(value, name)),
+    "iterations": _count(0),
+}
+
+
+def check_params(name: object, params: Mapping[str, object]) -> list[str]:
+    """Every problem with robust aggregator `name` and its combiner parameters (empty when
+    valid), each naming the parameter, the value and what is allowed. Builds nothing."""
+    if name not in AGGREGATORS:
+        return [f"unknown robust aggregator {name!r}; available: {', '.join(AGGREGATORS)}"]
     allowed = _COMBINER_PARAMS[name]
+    problems = []
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ValueError(
+        problems.append(
             f"unknown parameter(s) {unknown} for robust aggregator {name!r}; allowed: {allowed}"
         )
-    big = 10**9
-    _check_int("f", params.get("f", 1), 0, big, "f must be >= 0")
-    for key in ("neighbours", "m"):
-        if params.get(key) is not None:
-            _check_int(key, params[key], 1, big, f"{key} must be >= 1")
-    _check_positive("tol", params.get("tol", 1e-7), allow_zero=True)
-    _check_int("max_iter", params.get("max_iter", 1000), 0, big, "max_iter must be >= 0")
-    _check_positive("nu", params.get("nu", 1e-10))
-    if params.get("tau") is not None:
-        _check_positive("tau", params["tau"], allow_zero=True)
-    _check_int("iterations", params.get("iterations", 1), 0, big, "iterations must be >= 0")
+    for key, value in params.items():
+        if key in allowed:
+            try:
+                _PARAM_CHECKS[key](key, value)
+            except ValueError as err:
+                problems.append(f"robust aggregator {name!r}: {err}")
+    return problems
 
 
 def _median_radius(C: np.ndarray, center: np.ndarray) -> float:
     """Median distance of the finite rows of C to center (0 when none is finite)."""
     finite, _ = _finite_rows(C)
     with np.errstate(over="ignore", invalid="ignore"):
-        norms = _row_norms(finite - center)
+        norms = row_norms(finite - center)
     norms = norms[np.isfinite(norms)]
     return float(np.median(norms)) if norms.size else 0.0
 
@@ -362,7 +369,7 @@ def _median_radius(C: np.ndarray, center: np.ndarray) -> float:
 def _aggregate(name: str, C: np.ndarray, f: int, params: dict[str, object]) -> np.ndarray:
     """Run aggregator `name` on C (n >= 1 rows) with f and its other parameters clipped to n."""
     n = C.shape[0]
-    f = min(f, _max_f(name, n))
+    f = min(f, max_f(name, n))
     if f < 0:
         return median(C)
     if name == "median":
@@ -397,17 +404,16 @@ def make_combiner(name: str, **params: object) -> Combiner:
     aggregator under one fault budget. ``f`` (default 1) is clipped, per call, to the largest
     value the aggregator accepts for the n rows given, so a buyer with few contributions still
     gets a result: n = 0 gives zeros, n = 1 gives that row times its weight. Krum and
-    Multi-Krum need n >= 3; below that the coordinate-wise median (the mean of two rows) is
-    used. Explicit ``neighbours`` and ``m`` are clipped to n - 1 and n. Centred clipping
-    starts at the coordinate-wise median of C (a zero centre would shrink whole models toward
-    the origin) and, unless ``tau`` is given, clips at the median distance of the rows to that
-    centre, a radius that follows the scale of the data.
+    Multi-Krum need n >= 2 f + 3, so f is clipped to (n - 3) // 2; below 3 rows the
+    coordinate-wise median (the mean of two rows) is used. Explicit ``neighbours`` and ``m``
+    are clipped to n - 1 and n. Centred clipping starts at the coordinate-wise median of C (a
+    zero centre would shrink whole models toward the origin) and, unless ``tau`` is given,
+    clips at the median distance of the rows to that centre, a radius that follows the scale
+    of the data.
     """
-    if name not in AGGREGATORS:
-        raise ValueError(
-            f"unknown robust aggregator {name!r}; available: {', '.join(AGGREGATORS)}"
-        )
-    _check_combiner_params(name, params)
+    problems = check_params(name, params)
+    if problems:
+        raise ValueError("; ".join(problems))
     f = int(params.get("f", 1))
     rest = {key: value for key, value in params.items() if key != "f"}
 

@@ -383,11 +383,8 @@ def _validate_mechanism(cfg: MarketConfig) -> list[str]:
 
     if cfg.mechanism not in mechanisms.available():
         return [f"mechanism={cfg.mechanism!r}: allowed one of {', '.join(mechanisms.available())}"]
-    try:
-        mechanisms.get(cfg.mechanism, **mechanism_overrides(cfg))
-    except (ValueError, TypeError) as exc:
-        return [f"mechanism {cfg.mechanism!r} settings: {exc}"]
-    return []
+    problems = mechanisms.check_settings("mechanism", cfg.mechanism, mechanism_overrides(cfg))
+    return [f"mechanism {cfg.mechanism!r} settings: {problem}" for problem in problems]
 
 
 def mechanism_overrides(cfg: MarketConfig) -> dict[str, Any]:

@@ -12,10 +12,13 @@ from agents.attacks import (
     ATTACKS,
     FAKE_SELLERS,
     FREE_RIDERS,
+    STATEFUL,
     DeltaFreeRider,
     DisguisedFreeRider,
     alie,
     alie_z,
+    delta,
+    disguised,
     ipm,
     make_attack,
 )
@@ -41,6 +44,45 @@ def test_registry_groups_cover_everything():
 
 
 FINITE_ATTACKS = [name for name in ATTACKS if name != "non_finite"]
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_every_registry_entry_and_every_made_attack_takes_the_uniform_call(name):
+    own, honest, theta0 = _setup()
+    for attack in (ATTACKS[name], make_attack(name)):
+        out = attack(own, honest, theta0, 1, np.random.default_rng(0))
+        assert isinstance(out, np.ndarray) and out.shape == (P,)
+    assert set(STATEFUL) <= set(ATTACKS)
+    assert hasattr(make_attack(name), "state_dict") == (name in STATEFUL)
+
+
+@pytest.mark.parametrize("name", ["shuffle", "gaussian", "disguised"])
+def test_attacks_that_draw_need_a_generator(name):
+    own, honest, theta0 = _setup()
+    for attack in (ATTACKS[name], make_attack(name, **({"sigma": 1.0} if name == "disguised"
+                                                       else {}))):
+        with pytest.raises(ValueError, match="rng"):
+            attack(own, honest, theta0, 0, None)
+
+
+def test_free_rider_functions_take_their_memory_as_parameters():
+    own, honest, theta0 = _setup()
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    np.testing.assert_array_equal(
+        disguised(own, honest, theta0, 4, rng_a, phi=2.0, gamma=0.5, sigma=0.3),
+        DisguisedFreeRider(phi=2.0, gamma=0.5, sigma=0.3)(own, honest, theta0, 4, rng_b),
+    )
+    np.testing.assert_array_equal(disguised(own, honest, theta0, 0, rng_a), own)
+    rider = DeltaFreeRider()
+    for t in range(3):
+        rider(own, honest + t, theta0, t, None)
+    np.testing.assert_allclose(
+        rider(own, honest, theta0, 3, None),
+        delta(own, honest, theta0, 3, None, last=honest.mean(axis=0) + 2,
+              prev=honest.mean(axis=0) + 1),
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(delta(own, honest, theta0, 0, None), own)
 
 
 @pytest.mark.parametrize("name", FINITE_ATTACKS)

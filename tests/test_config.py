@@ -58,6 +58,17 @@ def test_mechanism_parameters_are_checked_by_the_mechanism_layer():
         MarketConfig(mechanism_params={"lam": -1.0})
 
 
+def test_every_mechanism_reputation_and_robust_problem_is_listed():
+    with pytest.raises(ConfigError) as info:
+        MarketConfig(mechanism_params={"lam": -1.0}, reputation="simlarity",
+                     robust="krum", robust_params={"f": -1, "colour": 2})
+    problems = [p for p in info.value.problems if p.startswith("mechanism 'ipfl' settings")]
+    assert len(problems) == 4
+    text = "\n".join(problems)
+    for part in ("lam = -1.0", "'simlarity'", "f=-1", "colour"):
+        assert part in text, part
+
+
 def test_dataset_facts_are_checked_before_any_data_is_built(tmp_path):
     with pytest.raises(ConfigError) as info:
         MarketConfig(dataset="digits", network="cnn", min_size=600)

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from market_strategies import markets as shared_markets
 from scipy.optimize import brentq
 
-from mechanisms import ipfl
+import mechanisms
+from mechanisms import exact, ipfl
 
 
 def markets(min_m=2, max_m=8):
@@ -206,6 +207,128 @@ def test_exact_is_fast_at_two_hundred():
     )
 
 
+def all_subset_values(K, n_own, sizes, prices):
+    """Brute force: G(S) - sum_S prices for every subset S, vectorised."""
+    k = len(sizes)
+    members = ((np.arange(1 << k)[:, None] >> np.arange(k)) & 1).astype(bool)
+    return ipfl.gain(K, n_own, n_own + members @ sizes) - members @ prices
+
+
+def lattice_optimum(K, n_own, sizes, prices, unit):
+    """Exact optimum for sizes that are multiples of `unit`: the cheapest set for every
+    reachable total (a 0/1 knapsack table), then the best total."""
+    steps = np.round(np.asarray(sizes) / unit).astype(int)
+    cheapest = np.full(steps.sum() + 1, np.inf)
+    cheapest[0] = 0.0
+    for size, price in zip(steps, prices, strict=True):
+        shifted = cheapest[:-size] + price
+        cheapest[size:] = np.minimum(cheapest[size:], shifted)
+    total = np.flatnonzero(np.isfinite(cheapest))
+    return float(np.max(ipfl.gain(K, n_own, n_own + total * unit) - cheapest[total]))
+
+
+def proportional_market(m, scale, noise, seed, n_range=(50.0, 2000.0)):
+    """Cost proportional to data size (price per sample tied across sellers), D = 0."""
+    rng = np.random.default_rng(seed)
+    N = rng.uniform(*n_range, m)
+    cost = scale * N * (1 + noise * rng.uniform(-1, 1, m))
+    return N, cost, np.full(m, 5e5), np.zeros((m, m)), 1.0
+
+
+def cpu_seconds(fn, *args):
+    """CPU time of one call (robust to other processes sharing the machine)."""
+    start = time.process_time()
+    out = fn(*args)
+    return time.process_time() - start, out
+
+
+@pytest.mark.parametrize("scale", [1e-5, 0.005])
+@pytest.mark.parametrize("noise", [0.0, 1e-6])
+def test_exact_is_fast_when_prices_per_sample_tie(scale, noise):
+    market = proportional_market(200, scale, noise, seed=11)
+    elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
+    assert elapsed < 1.0
+    assert ipfl.welfare(A, *market) >= ipfl.welfare(ipfl.clear(*market), *market) - 1e-9
+
+
+def test_posted_market_without_heterogeneity_charge_is_fast():
+    rng = np.random.default_rng(50)
+    m = 50
+    N = rng.uniform(200, 400, m)
+    D = rng.uniform(0, 1, (m, m))
+    D = (D + D.T) / 2
+    np.fill_diagonal(D, 0.0)
+    for lam, dis in ((0.0, D), (1.0, np.zeros((m, m)))):
+        mechanism = mechanisms.get("posted", lam=lam)
+        elapsed, (A, _) = cpu_seconds(mechanism.market, N, 1.0, 5e5, dis)
+        assert elapsed < 1.0
+        assert A.sum(axis=1).min() > 0
+
+
+tied_markets = st.tuples(
+    st.integers(2, 12),
+    st.sampled_from([1e-5, 1e-4, 1e-3, 0.005, 0.02]),
+    st.sampled_from([0.0, 1e-12, 1e-9, 1e-6]),
+    st.sampled_from(["real", "integer", "repeated"]),
+    st.integers(0, 2**32 - 1),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tied_markets)
+def test_exact_equals_brute_force_when_prices_per_sample_tie(params):
+    m, scale, noise, sizes, seed = params
+    rng = np.random.default_rng(seed)
+    if sizes == "real":
+        N = rng.uniform(50, 2000, m)
+    elif sizes == "integer":
+        N = rng.integers(50, 2000, m).astype(float)
+    else:
+        N = rng.choice(rng.uniform(50, 500, 3), m)
+    cost = scale * N * (1 + noise * rng.uniform(-1, 1, m))
+    K = 5e5 * rng.uniform(0.5, 2, m)
+    A = ipfl.clear_exact(N, cost, K, np.zeros((m, m)), 0.0)
+    for i in range(m):
+        sellers = np.flatnonzero(np.arange(m) != i)
+        best = all_subset_values(K[i], N[i], N[sellers], cost[sellers]).max()
+        got = ipfl.import_value(K[i], N[i], N[sellers], cost[sellers], A[i, sellers])
+        assert got == pytest.approx(best, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("unit", [1.0, 0.25])
+@pytest.mark.parametrize("noise", [0.0, 1e-9, 1e-6])
+def test_exact_equals_knapsack_table_with_many_tied_sellers(unit, noise):
+    rng = np.random.default_rng(int(noise * 1e9) + int(4 * unit))
+    for _ in range(4):
+        k = 120
+        sizes = rng.integers(50, 400, k) * unit
+        prices = rng.choice([1e-4, 1e-3, 0.005]) * sizes * (1 + noise * rng.uniform(-1, 1, k))
+        n_own = float(rng.integers(50, 400))
+        chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
+        got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
+        assert got == pytest.approx(lattice_optimum(5e5, n_own, sizes, prices, unit), rel=1e-9)
+
+
+def test_exact_search_stays_exact_when_it_splits_and_restarts(monkeypatch):
+    # tiny thresholds force the flip search, its depth-first halves and the extra searches
+    # among tied sellers
+    for name, value in (("_TIES", 0), ("_STATES", 16), ("_HARD", 4), ("_BATCH", 8),
+                        ("_HALF", 3), ("_TIED_LEFT", 3)):
+        monkeypatch.setattr(exact, name, value)
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        k = 16
+        sizes = rng.uniform(20, 200, k)
+        noise = rng.choice([0.0, 1e-9]) * rng.uniform(-1, 1, k)
+        prices = rng.choice([1e-3, 0.005, 0.02]) * sizes * (1 + noise)
+        prices[rng.random(k) < 0.2] *= 1.5
+        n_own = float(rng.uniform(20, 200))
+        chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
+        got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
+        best = all_subset_values(5e5, n_own, sizes, prices).max()
+        assert got == pytest.approx(best, rel=1e-9)
+
+
 def test_best_import_set_takes_free_sellers():
     chosen = ipfl.best_import_set(5e5, 100.0, [10.0, 20.0, 30.0], [0.0, -1.0, 1e9])
     assert chosen.tolist() == [True, True, False]
@@ -284,6 +407,42 @@ def test_invalid_market_inputs_raise(change):
     for fn in (ipfl.clear, ipfl.clear_exact):
         with pytest.raises(ValueError):
             fn(args["N"], args["cost"], args["K"], args["D"], args["lam"])
+
+
+_N3 = np.array([100.0, 200.0, 50.0])
+_A3 = np.array([[False, True, False], [False, False, False], [True, False, False]])
+_UP = np.ones((3, 4))
+_BAD = [-1.0, 200.0, 50.0]  # a negative data size
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: ipfl.payments(_A3, _BAD, 5e5, np.zeros((3, 3)), 1.0),
+        lambda: ipfl.payments(_A3, _N3, np.ones(2), np.zeros((3, 3)), 1.0),
+        lambda: ipfl.payments(_A3, _N3, 5e5, np.zeros((3, 2)), 1.0),
+        lambda: ipfl.payments(_A3, _N3, 5e5, np.full((3, 3), np.nan), 1.0),
+        lambda: ipfl.payments(np.zeros((2, 2), dtype=bool), _N3, 5e5, np.zeros((3, 3)), 1.0),
+        lambda: ipfl.welfare(_A3, _BAD, 1.0, 5e5, np.zeros((3, 3)), 1.0),
+        lambda: ipfl.welfare(_A3, _N3, np.ones(4), 5e5, np.zeros((3, 3)), 1.0),
+        lambda: ipfl.welfare(_A3, _N3, 1.0, 5e5, np.full((3, 3), np.nan), 1.0),
+        lambda: ipfl.welfare(_A3, _N3, 1.0, 5e5, np.zeros((3, 3)), np.nan),
+        lambda: ipfl.utilities(_A3, np.zeros((3, 3)), _BAD, 1.0, 5e5),
+        lambda: ipfl.utilities(_A3, np.zeros((2, 2)), _N3, 1.0, 5e5),
+        lambda: ipfl.utilities(_A3, np.full((3, 3), np.nan), _N3, 1.0, 5e5),
+        lambda: ipfl.utilities(_A3, np.zeros((3, 3)), _N3, np.ones(2), 5e5),
+        lambda: ipfl.utilities(_A3, np.zeros((3, 3)), _N3, 1.0, 5e5, platform=np.ones(2)),
+        lambda: ipfl.proxy_targets(_A3, _BAD, _UP, np.zeros(4), _UP, 1.0),
+        lambda: ipfl.proxy_targets(_A3, _N3, _UP[:, :3], np.zeros(4), _UP, 1.0),
+        lambda: ipfl.proxy_targets(_A3, _N3, _UP, np.zeros(3), _UP, 1.0),
+        lambda: ipfl.proxy_targets(_A3, _N3, _UP, np.full(4, np.nan), _UP, 1.0),
+        lambda: ipfl.proxy_targets(_A3, _N3, np.full((3, 4), "x"), np.zeros(4), _UP, 1.0),
+        lambda: ipfl.proxy_targets(np.eye(3, dtype=bool), _N3, _UP, np.zeros(4), _UP, 1.0),
+    ],
+)
+def test_invalid_inputs_to_payments_welfare_utilities_and_targets_raise(call):
+    with pytest.raises(ValueError):
+        call()
 
 
 def test_invalid_graph_and_payment_inputs_raise():

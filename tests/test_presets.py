@@ -183,6 +183,57 @@ def test_out_of_range_overrides_raise(name, override):
         mechanisms.get(name, **override)
 
 
+def test_reputation_and_robust_settings_are_checked_by_get():
+    with pytest.raises(ValueError) as err:
+        mechanisms.get("ipfl", reputation="simlarity", reputation_params={"colour": 1})
+    assert "'simlarity'" in str(err.value) and "'similarity'" in str(err.value)
+    with pytest.raises(ValueError) as err:
+        mechanisms.get("ipfl", reputation_params={"colour": 1, "beta": 2.0},
+                       robust="krum", robust_params={"f": -1, "tau": 1.0})
+    text = str(err.value)
+    for part in ("colour", "beta = 2.0", "[0, 1)", "f=-1", "tau"):
+        assert part in text, part
+    with pytest.raises(ValueError, match="reference"):
+        mechanisms.get("fedavg", reputation="similarity", reputation_params={"reference": "x"})
+
+
+def test_check_settings_lists_problems_without_building(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("check_settings must not build anything")
+
+    from mechanisms import presets, reputation, robust
+
+    monkeypatch.setattr(presets, "Mechanism", boom)
+    monkeypatch.setattr(robust, "make_combiner", boom)
+    monkeypatch.setattr(reputation, "make_reputation", boom)
+    check = mechanisms.check_settings
+    assert check("mechanism", "ipfl", {"lam": 2.0, "robust": "median"}) == []
+    assert check("reputation", "similarity", {"beta": 0.2, "reference": "median"}) == []
+    assert check("robust", "krum", {"f": 1}) == [] and check("robust", None) == []
+    problems = check("mechanism", "ipfl", {"lam": -1.0, "reputation": "simlarity",
+                                           "robust": "krum", "robust_params": {"f": -1}})
+    assert len(problems) == 3 and "lam = -1.0" in problems[0]
+    assert "available" in check("mechanism", "nope")[0]
+    assert len(check("reputation", "similarity", {"beta": 2, "margin": -1})) == 2
+    assert len(check("robust", "geometric_median", {"nu": 0.0, "colour": 1})) == 2
+    assert check("robust", "krum", [1]) != []
+    with pytest.raises(ValueError, match="kind"):
+        check("colour", "red")
+
+
+def test_shapley_buyers_split_their_whole_gain_by_default():
+    assert mechanisms.get("shapley").get_params()["share"] == 1.0
+    N, cost, K, uploads, theta0, own = make_round(6)
+    D = dissimilarity(own, theta0)
+    A, P = mechanisms.get("shapley").market(N, cost, K, D)
+    assert A.any()
+    only_buyers = np.flatnonzero(A.any(axis=1) & ~A.any(axis=0))  # nobody imports from them
+    assert only_buyers.size
+    for i in only_buyers:
+        G = ipfl.gain(K[i], N[i], N[i] + A[i] @ N)
+        assert P[i].sum() == pytest.approx(G, rel=1e-9)
+
+
 def test_market_rejects_bad_inputs():
     mech = mechanisms.get("ipfl")
     N = np.array([100.0, 200.0])
@@ -213,7 +264,8 @@ def test_make_reputation_delegates_by_name(monkeypatch):
         calls.append((name, n_clients, params))
         return "tracker"
 
-    _install(monkeypatch, "reputation", types.SimpleNamespace(make_reputation=make_reputation))
+    fake = types.SimpleNamespace(make_reputation=make_reputation, check_params=lambda n, p: [])
+    _install(monkeypatch, "reputation", fake)
     mech = mechanisms.get("ipfl", reputation_params={"beta": 0.8})
     assert mech.make_reputation(5) == "tracker"
 
@@ -236,7 +288,8 @@ def test_robust_combiner_replaces_the_weighted_sums(monkeypatch):
             return lambda C, w: w @ C
         return lambda C, w: w.sum() * np.median(C, axis=0)
 
-    _install(monkeypatch, "robust", types.SimpleNamespace(make_combiner=make_combiner))
+    fake = types.SimpleNamespace(make_combiner=make_combiner, check_params=lambda n, p: [])
+    _install(monkeypatch, "robust", fake)
     N, cost, K, uploads, theta0, own = make_round(4)
     D = dissimilarity(uploads, theta0)
     for name in ("ipfl", "pfedgraph", "fedavg"):
@@ -258,7 +311,8 @@ def test_robust_median_resists_a_huge_upload(monkeypatch):
     def make_combiner(name, **params):
         return lambda C, w: w.sum() * np.median(C, axis=0)
 
-    _install(monkeypatch, "robust", types.SimpleNamespace(make_combiner=make_combiner))
+    fake = types.SimpleNamespace(make_combiner=make_combiner, check_params=lambda n, p: [])
+    _install(monkeypatch, "robust", fake)
     N, cost, K, uploads, theta0, own = make_round(5)
     uploads = own.copy()
     uploads[0] = 1e6

@@ -14,7 +14,9 @@ from mechanisms.reputation import (
     Reputation,
     SimilarityReputation,
     ValidationReputation,
+    check_params,
     make_reputation,
+    mean_cosines,
     median_cosines,
     unit_updates,
 )
@@ -42,6 +44,61 @@ def test_similarity_excludes_sign_flippers_within_three_updates(seed):
         if excluded_at is None and not eligible[8:].any():
             excluded_at = t + 1
     assert excluded_at is not None and excluded_at <= 3
+
+
+def _mean_cosine_to_others(U: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    unit = U / np.linalg.norm(U, axis=1, keepdims=True)
+    C = unit @ unit[rows].T
+    return np.array([np.mean([C[i, k] for k, j in enumerate(rows) if j != i])
+                     for i in range(len(U))])
+
+
+def test_default_scores_are_an_ema_of_the_mean_cosine_to_the_others():
+    rng = np.random.default_rng(6)
+    theta0 = rng.normal(size=P)
+    first = theta0 + rng.normal(size=(M, P)) + 0.5
+    second = theta0 + rng.normal(size=(M, P)) + 0.5
+    rep = make_reputation("similarity", M, beta=0.7, norm_bound=None)
+    assert rep.reference == "mean"
+    rep.update(first, theta0)
+    expected = _mean_cosine_to_others(first - theta0, np.arange(M))
+    np.testing.assert_allclose(rep.scores_, expected)
+    rep.update(second, theta0)
+    expected = 0.7 * expected + 0.3 * _mean_cosine_to_others(second - theta0, np.arange(M))
+    np.testing.assert_allclose(rep.scores_, expected)
+
+
+def test_mean_cosines_skip_excluded_and_hostile_rows():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(6, 9)) + 1.0
+    X[2] = np.nan
+    X[4] *= 50.0  # far longer than the others: scores -1 with a norm bound
+    reference = np.array([True, True, True, True, True, False])
+    cos, scored = mean_cosines(X, np.zeros(9), reference, norm_bound=5.0)
+    assert cos[2] == -1.0 and cos[4] == -1.0 and scored.all()
+    expected = _mean_cosine_to_others(np.delete(X, [2, 4], axis=0), np.array([0, 1, 2]))
+    np.testing.assert_allclose(cos[[0, 1, 3, 5]], expected)
+    alone, seen = mean_cosines(X[:1], np.zeros(9), np.ones(1, dtype=bool), None)
+    assert not seen[0]  # nobody to compare with: no observation
+
+
+def test_cutoff_is_relative_to_the_mean_or_to_the_median():
+    # scores spread so that the mean and the median cutoffs exclude different clients
+    theta0 = np.zeros(3)
+    angles = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 1.6, 1.9, 2.4, 3.0])
+    uploads = np.stack([np.cos(angles), np.sin(angles), np.zeros(M)], axis=1)
+    by_mean = make_reputation("similarity", M, threshold=0.0, margin=0.0)
+    by_median = make_reputation("similarity", M, threshold=0.0, margin=0.0, reference="median")
+    by_mean.update(uploads, theta0)
+    by_median.update(uploads, theta0)
+    np.testing.assert_array_equal(by_mean.eligible(), by_mean.scores_ >= by_mean.scores_.mean())
+    np.testing.assert_array_equal(
+        by_median.eligible(), by_median.scores_ >= np.median(by_median.scores_)
+    )
+    centre = np.median(uploads, axis=0)
+    np.testing.assert_allclose(by_median.scores_, uploads @ centre / np.linalg.norm(centre))
+    assert (by_mean.scores_ < by_mean.scores_.mean()).sum() != (
+        by_mean.scores_ < np.median(by_mean.scores_)).sum()
 
 
 def test_median_cosines_matches_a_loop_and_bounds_the_norm():
@@ -117,7 +174,7 @@ def test_exclusion_is_permanent():
     assert not rep.eligible()[8:].any()  # ... but stay out
 
 
-def test_threshold_rule_is_safe_for_near_zero_and_negative_medians():
+def test_threshold_rule_is_safe_for_near_zero_and_negative_means():
     theta0 = np.zeros(M)
     orthogonal = np.eye(M)  # every pairwise cosine is 0: the mean score is exactly 0
     rep = make_reputation("similarity", M)
@@ -127,10 +184,10 @@ def test_threshold_rule_is_safe_for_near_zero_and_negative_medians():
     rep = make_reputation("similarity", 2)  # two opposed clients: both score -1
     rep.update(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.zeros(2))
     assert rep.eligible().all()
-    # a negative median: the cutoff moves below it, not above
+    # a negative mean: the cutoff moves below it, not above
     rep = make_reputation("similarity", 3, threshold=0.5, margin=0.0)
     rep.update(np.array([[1.0, 1.0, -3.0], [1.0, -3.0, 1.0], [-3.0, 1.0, 1.0]]), np.zeros(3))
-    mu = np.median(rep.scores_)
+    mu = np.mean(rep.scores_)
     assert mu < 0
     np.testing.assert_array_equal(rep.eligible(), rep.scores_ >= mu - 0.5 * abs(mu))
     assert rep.eligible().all()
@@ -261,6 +318,9 @@ def test_load_state_dict_rejects_foreign_state():
         ("similarity", 4, {"margin": float("nan")}),
         ("similarity", 4, {"alpha": 0.5}),
         ("none", 4, {"beta": 0.5}),
+        ("similarity", 4, {"reference": "mode"}),
+        ("similarity", 4, {"norm_bound": 0.5}),
+        ("similarity", 4, {"beta": True}),
         ("validation", 4, {}),
         ("validation", 4, {"score_fn": "not callable"}),
     ],
@@ -284,3 +344,14 @@ def test_make_reputation_returns_the_documented_classes():
     assert isinstance(make_reputation("similarity", 3), SimilarityReputation)
     assert isinstance(make_reputation("validation", 3, score_fn=_accuracy_of),
                       ValidationReputation)
+
+
+def test_check_params_reports_every_problem_without_building():
+    assert check_params("similarity", {"beta": 0.3, "reference": "median"}) == []
+    assert check_params("validation", {"threshold": 0.2}) == []
+    problems = check_params("similarity", {"beta": 1.5, "colour": 1, "reference": "mode"})
+    assert len(problems) == 3
+    text = " ".join(problems)
+    assert "colour" in text and "beta = 1.5" in text and "[0, 1)" in text and "mode" in text
+    assert "none" in check_params("simlarity", {})[0]
+    assert check_params("none", {"beta": 0.5}) != []

@@ -158,6 +158,11 @@ def test_converged_geometric_median_matches_byzfl_long_run():
         lambda X: trimmed_mean(X, True),
         lambda X: krum(X[:4], 2),
         lambda X: krum(X[:3], 1),
+        lambda X: krum(X, 2),
+        lambda X: krum(X[:4], 1),
+        lambda X: krum(X[:2], 0),
+        lambda X: multi_krum(X, 2),
+        lambda X: multi_krum(X[:4], 1),
         lambda X: krum(X, 1, neighbours=5),
         lambda X: krum(X, 1, neighbours=0),
         lambda X: multi_krum(X, 1, m=0),
@@ -183,6 +188,32 @@ def test_invalid_arguments_raise_value_error(call):
 def test_f_error_names_argument_and_range():
     with pytest.raises(ValueError, match=r"f=3 is out of range.*2\*f < n=5"):
         trimmed_mean(np.zeros((5, 2)), 3)
+    for rule in (krum, multi_krum):
+        with pytest.raises(ValueError, match=r"f=2 is out of range.*n >= 2\*f \+ 3.*n=5.*0\.\.1"):
+            rule(np.zeros((5, 2)), 2)
+
+
+def test_krum_resists_a_colluding_pair_within_its_bound():
+    honest = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    X = np.vstack([honest, [[50.0, 50.0], [50.0, 50.0]]])
+    # with f = 2 the pair's mutual distance 0 would win; n = 5 only tolerates f = 1
+    for rule in (krum, multi_krum):
+        with pytest.raises(ValueError, match="n >= 2"):
+            rule(X, 2)
+    assert any(np.array_equal(krum(X, 1), row) for row in honest)
+    out = make_combiner("krum", f=2)(X, np.full(5, 0.2))
+    assert any(np.allclose(out, row) for row in honest)
+    # four rows tolerate no fault: the combiner clips f to 0 (two neighbours, not one)
+    C = np.random.default_rng(0).normal(size=(4, 3))
+    assert not np.array_equal(krum(C, 0), krum(C, 0, neighbours=1))
+    np.testing.assert_allclose(make_combiner("krum")(C, np.ones(4)), 4 * krum(C, 0))
+
+
+def test_max_f_follows_the_published_bounds():
+    for n in range(0, 12):
+        assert robust.max_f("krum", n) == robust.max_f("multi_krum", n) == _max_f("krum", n)
+        for name in ("median", "trimmed_mean", "geometric_median", "centered_clipping"):
+            assert robust.max_f(name, n) == _max_f(name, n)
 
 
 # ---------------------------------------------------------------- hostile inputs
@@ -191,21 +222,25 @@ BAD_VALUES = [np.nan, np.inf, -np.inf, 1e300, -1e300, np.finfo(np.float64).max, 
 
 
 def _max_f(name: str, n: int) -> int:
-    return min((n - 1) // 2, n - 3) if name in ("krum", "multi_krum") else (n - 1) // 2
+    """Krum and Multi-Krum: n >= 2 f + 3 (Blanchard et al. 2017); otherwise 2 f < n."""
+    return (n - 3) // 2 if name in ("krum", "multi_krum") else (n - 1) // 2
 
 
-def _run(name: str, X: np.ndarray, f: int) -> np.ndarray:
+def _run(name: str, X: np.ndarray, f: int) -> list[np.ndarray]:
+    """The aggregator's outputs on X: with its defaults and, where it has tuning knobs, with
+    the settings a caller would pick (fewer iterations, a data-driven centre)."""
     if name == "median":
-        return median(X)
+        return [median(X)]
     if name == "trimmed_mean":
-        return trimmed_mean(X, f)
+        return [trimmed_mean(X, f)]
     if name == "krum":
-        return krum(X, f)
+        return [krum(X, f)]
     if name == "multi_krum":
-        return multi_krum(X, f)
+        return [multi_krum(X, f)]
     if name == "geometric_median":
-        return geometric_median(X, max_iter=200)
-    return centered_clipping(X, center=np.median(X[np.isfinite(X).all(axis=1)], axis=0), tau=1.0)
+        return [geometric_median(X), geometric_median(X, max_iter=200)]
+    centre = np.median(X[np.isfinite(X).all(axis=1)], axis=0)
+    return [centered_clipping(X), centered_clipping(X, center=centre, tau=1.0)]
 
 
 @st.composite
@@ -230,10 +265,11 @@ def hostile_case(draw):
 @given(hostile_case())
 def test_every_aggregator_is_finite_with_up_to_f_hostile_rows(case):
     name, X, f, honest = case
-    out = _run(name, X, f)
-    assert out.shape == (X.shape[1],)
-    assert np.all(np.isfinite(out))
-    H = X[honest]
+    outputs = _run(name, X, f)
+    for out in outputs:
+        assert out.shape == (X.shape[1],)
+        assert np.all(np.isfinite(out))
+    out, H = outputs[0], X[honest]
     if name in ("median", "trimmed_mean", "multi_krum"):
         assert np.all(out >= H.min(axis=0) - 1e-9) and np.all(out <= H.max(axis=0) + 1e-9)
     if name == "krum":
@@ -282,8 +318,10 @@ def test_combiner_clips_f_to_what_n_allows():
     rng = np.random.default_rng(0)
     C, w = rng.normal(size=(4, 5)), np.full(4, 0.25)
     np.testing.assert_allclose(make_combiner("trimmed_mean", f=5)(C, w), trimmed_mean(C, 1))
-    np.testing.assert_allclose(make_combiner("krum", f=5)(C, w), krum(C, 1))
-    np.testing.assert_allclose(make_combiner("multi_krum", f=3, m=9)(C, w), multi_krum(C, 1, m=4))
+    np.testing.assert_allclose(make_combiner("krum", f=5)(C, w), krum(C, 0))
+    np.testing.assert_allclose(make_combiner("multi_krum", f=3, m=9)(C, w), multi_krum(C, 0, m=4))
+    C7 = rng.normal(size=(7, 5))
+    np.testing.assert_allclose(make_combiner("krum", f=5)(C7, np.ones(7)), 7 * krum(C7, 2))
     np.testing.assert_allclose(make_combiner("krum", f=0, neighbours=9)(C, w), krum(C, 0, 3))
 
 

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mechanisms.similarity import dissimilarity, unit_rows
+from mechanisms.similarity import dissimilarity, row_norms, unit_rows
 
 
 def _naive(uploads, theta0):
@@ -86,3 +86,30 @@ def test_unit_rows_marks_invalid_rows():
 def test_bad_shapes_raise(uploads, theta0):
     with pytest.raises(ValueError, match="uploads|theta0"):
         dissimilarity(uploads, theta0)
+
+
+@pytest.mark.parametrize(
+    "uploads, theta0, what",
+    [
+        (np.ones((3, 4)), np.array([0.0, np.nan, 0.0, 0.0]), "theta0"),
+        (np.ones((3, 4)), np.array([0.0, np.inf, 0.0, 0.0]), "theta0"),
+        (np.full((3, 4), "1.0"), np.zeros(4), "uploads"),
+        (np.ones((3, 4)), np.array(["0"] * 4), "theta0"),
+        (np.ones((3, 4)) + 1j, np.zeros(4), "uploads"),
+        (np.ones((3, 4)), np.zeros(4, dtype=complex), "theta0"),
+        (np.ones((3, 4), dtype=bool), np.zeros(4), "uploads"),
+        (np.array([[1.0, "a"], [2.0, 3.0]], dtype=object), np.zeros(2), "uploads"),
+    ],
+)
+def test_non_real_inputs_and_non_finite_theta0_raise(uploads, theta0, what):
+    with pytest.raises(ValueError, match=what):
+        dissimilarity(uploads, theta0)
+
+
+def test_row_norms_do_not_overflow_and_flag_non_finite_rows():
+    X = np.array([[1e300, 1e300], [3.0, 4.0], [np.nan, 1.0], [0.0, 0.0], [1.5e308, 1.5e308]])
+    np.testing.assert_allclose(row_norms(X)[:4], [np.sqrt(2) * 1e300, 5.0, np.inf, 0.0])
+    assert row_norms(X)[4] == np.inf  # beyond float range
+    _, norm, valid = unit_rows(X)
+    np.testing.assert_allclose(norm[:2], row_norms(X)[:2])
+    np.testing.assert_array_equal(valid, [True, True, False, False, True])

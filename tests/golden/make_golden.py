@@ -60,7 +60,7 @@ def _cases(byz: types.ModuleType) -> list[tuple[str, dict, object, tuple[int, in
         cases.append(("median", {}, byz.Median(), (n, d, (n - 1) // 2)))
     for n, d, f in ((5, 4, 1), (7, 16, 2), (9, 8, 4), (10, 33, 3), (6, 5, 0)):
         cases.append(("trimmed_mean", {"f": f}, byz.TrMean(f=f), (n, d, f)))
-    for n, d, f in ((5, 4, 2), (7, 16, 1), (10, 33, 2), (11, 8, 3), (6, 3, 0)):
+    for n, d, f in ((7, 4, 2), (7, 16, 1), (10, 33, 2), (11, 8, 3), (6, 3, 0)):  # n >= 2f + 3
         cases.append(("krum", {"f": f}, byz.Krum(f=f), (n, d, f)))
         cases.append(("multi_krum", {"f": f}, byz.MultiKrum(f=f), (n, d, f)))
     for n, d, nu, T in ((5, 4, 0.1, 3), (7, 16, 0.1, 3), (10, 33, 0.5, 10), (9, 8, 1e-9, 5000)):

@@ -1,0 +1,545 @@
+"""The exact import problem of one buyer, behind exact clearing, VCG and posted prices:
+
+    maximise  V(S) = g(n_own + x_S) - p_S,   g(n) = -sqrt(K / n),
+
+over sets S of sellers with sizes s_j > 0 and prices p_j (x_S, p_S: sums over S). Since
+G_i(S) = g(n_own + x_S) - g(n_own), this is G_i(S) - sum_{j in S} tau_ij up to a constant.
+
+Why the answer is exact. g is increasing and concave, so:
+
+1. Sellers with p_j <= 0 are in every optimum. A seller whose marginal gain on top of the
+   sure set does not beat its price is in no optimum; one whose marginal gain on top of all
+   remaining candidates still beats it is in every optimum. Both rules repeat to a fixpoint.
+2. The rest (the core) is decomposed around the continuous relaxation: fill by ascending
+   price per sample q_j = p_j / s_j until the slope g'(n) falls to the next ratio; it stops
+   at pool n0 with slope r = g'(n0), having taken the set R fully. Every q_j <= r in R and
+   q_j >= r outside R, so with w_j = |p_j - r s_j| and phi(x) = g(n_own + x) - r x,
+
+       V(S) = U - L(x_S) - sum_{j in S xor R} w_j,    L(x) = phi(x0) - phi(x) >= 0,
+
+   with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
+   is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
+   R) with W their total cost w, every term non-negative.
+3. The core is searched in one of two ways, both exact:
+
+   a. Depth-first branch-and-bound over the sellers sorted by price per sample, including
+      first, bounded by the continuous relaxation of what is left. It settles a typical
+      buyer in a few dozen nodes and is tried first unless 16 or more sellers price within
+      0.1 % of the relaxation's price per sample (ties, where its bound cannot prune), and
+      gives up after a fixed amount of work.
+   b. The flip search: states (pool n, flip cost W), each one set of flips decided so far,
+      expanded over the sellers sorted by flip cost, several sellers per step. Whatever the
+      sellers left add, a state ends with loss at least W plus the least of: L(n) (no more
+      flips); for flips in one direction, L at the reachable pool nearest n0 plus the
+      cheapest flip left, and min_t [L(n +- t) + rho t] with rho the least flip cost per
+      sample left and t between the smallest and the total size left (convex in t, solved
+      in closed form); for flips in both directions, the cheapest pair of flips plus L at
+      the nearest reachable pool. When all sizes are multiples of some g (integers, halves,
+      ...), pools move on that lattice and t is rounded to it. A state whose bound cannot
+      beat the best complete state found by more than ``tol`` is dropped; of two states
+      with the same pool on the lattice only the cheaper one is kept; a seller whose flip
+      alone costs more than that margin is never flipped. Every state is itself a complete
+      import set, so the best one seen is a valid answer at all times, and nothing dropped
+      could have beaten it by more than ``tol``.
+
+``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
+relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
+equals a brute-force search up to rounding. Flip costs within rounding of zero count as
+exact ties.
+
+Why it is fast on ties. Equal or nearly equal prices per sample (prices proportional to
+sizes) make the relaxation's bound nearly attainable by many sets; pruning then needs a
+state within ``tol`` of it, a subset-sum search. A meet-in-the-middle search over the
+cheapest flips (2^20 combinations from two sorted lists of 2^10) supplies a good state
+first. When exact ties keep the search growing, further meet-in-the-middle searches
+(subsets of 12 tied sellers of spread sizes against all pairs of up to 120 others) and a
+local search (the best toggle of up to four sellers) look for a state within ``tol``, after
+which everything is pruned; with lattice sizes the rounded bound is attained exactly. Cost
+proportional to size at m = 200 then takes one or two milliseconds per buyer. The problem
+contains subset sum, so no method is fast on every input: sizes in a narrow band (all
+within 10 % of each other) whose best set needs many swaps, with prices per sample tied to
+within 1e-6, can still take seconds per buyer. Above 2^15 states the search continues
+depth-first over halves, so memory stays bounded while the answer stays exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TOL_REL = 1e-11  # the tolerance, relative to the objective's magnitude
+_NODES = 1000  # depth-first work (seller steps in bounds) before the flip search takes over
+_NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
+_HALF = 10  # sellers per side of the first meet-in-the-middle search
+_TIED_LEFT, _PAIRED, _ATTEMPTS = 12, 120, 4  # ties: 12 sellers' subsets against pairs of 120
+_BATCH, _BATCH_BITS = 4096, 10  # states per expansion step, sellers per step
+_STATES = 1 << 15  # above this many states the search goes depth-first over halves
+_HARD, _HARD_GROWTH = 1 << 11, 2  # ties: look for a better state at 2^11, 2^12, ... states
+_POLISH_ROUNDS = 4  # rounds of the local search
+_GOLDEN = 0.6180339887498949  # spreads the tied sellers picked by successive attempts
+
+
+def marginal(sqrt_k, n_before, size):
+    """g(n_before + size) - g(n_before) for g(n) = -sqrt(K / n), free of cancellation."""
+    sa = np.sqrt(n_before)
+    sb = np.sqrt(n_before + size)
+    return sqrt_k * size / (sa * sb * (sa + sb))
+
+
+def best_set(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """Bool mask of an optimal import set (inputs already validated: sizes > 0, finite
+    prices, n_own > 0). Deterministic: the same input always gives the same set."""
+    chosen = prices <= 0
+    if sqrt_k == 0.0:
+        return np.zeros(sizes.shape[0], dtype=bool)
+    core = np.flatnonzero(~chosen)
+    base = n_own + sizes[chosen].sum()
+    while core.size:
+        useful = marginal(sqrt_k, base, sizes[core]) > prices[core]
+        core = core[useful]
+        top = base + sizes[core].sum()
+        sure = marginal(sqrt_k, top - sizes[core], sizes[core]) > prices[core]
+        chosen[core[sure]] = True
+        base += sizes[core[sure]].sum()
+        core = core[~sure]
+        if useful.all() and not sure.any():
+            break
+    if core.size:
+        s, p = sizes[core], prices[core]
+        picked = None
+        if _near_ties(sqrt_k, float(base), s, p) < _TIES:
+            picked = _depth_first(sqrt_k, float(base), s, p, _NODES)
+        if picked is None:
+            picked = _solve_core(_Core(sqrt_k, float(base), s, p))
+        chosen[core[picked]] = True
+    return chosen
+
+
+def _near_ties(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray) -> int:
+    """How many sellers' prices per sample lie within _NEAR (relative) of the price per
+    sample where the continuous relaxation stops: many of them defeat the depth-first
+    bound."""
+    q = prices / sizes
+    order = np.argsort(q, kind="stable")
+    pool = base + np.cumsum(sizes[order])
+    stop = min(int(np.count_nonzero(_slope(sqrt_k, pool) >= q[order])), q.size - 1)
+    r = q[order[stop]]
+    return int(np.count_nonzero(np.abs(q - r) <= _NEAR * r))
+
+
+def _depth_first(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray,
+                 budget: int) -> np.ndarray | None:
+    """Step 3a of the module docstring: depth-first branch-and-bound over the core sellers
+    sorted by price per sample, including first, bounded by the continuous relaxation of what
+    is left (filling by price per sample until the slope of g falls below it). A node is
+    dropped when its bound cannot beat the best set found by more than ``tol``. Returns the
+    best set, or None when the bounds would take more than `budget` seller steps (then the
+    flip search decides)."""
+    order = np.argsort(prices / sizes, kind="stable")
+    s = sizes[order].tolist()
+    p = prices[order].tolist()
+    q = (prices[order] / sizes[order]).tolist()
+    n_items = len(s)
+    half_k = 0.5 * sqrt_k
+
+    work = [0]
+
+    def relaxation(k: int, n: float, spent: float) -> tuple[float, float]:
+        for idx in range(k, n_items):
+            work[0] += 1
+            end = n + s[idx]
+            if half_k * end**-1.5 >= q[idx]:
+                n, spent = end, spent + p[idx]
+                continue
+            n_star = (half_k / q[idx]) ** (2.0 / 3.0)
+            if n_star > n:
+                spent += q[idx] * (n_star - n)
+                n = n_star
+            break
+        return -sqrt_k / n**0.5 - spent, spent
+
+    tol = TOL_REL * (sqrt_k / base**0.5 + relaxation(0, base, 0.0)[1])
+    best_val, best_bits = -sqrt_k / base**0.5, 0
+    stack = [(0, base, 0.0, 0)]
+    while stack:
+        if work[0] > budget:
+            return None
+        k, n, spent, bits = stack.pop()
+        val = -sqrt_k / n**0.5 - spent
+        if val > best_val:
+            best_val, best_bits = val, bits
+        if k == n_items or relaxation(k, n, spent)[0] <= best_val + tol:
+            continue
+        stack.append((k + 1, n, spent, bits))
+        if sqrt_k / n**0.5 - sqrt_k / (n + s[k]) ** 0.5 > p[k]:
+            stack.append((k + 1, n + s[k], spent + p[k], bits | (1 << k)))
+    picked = np.array([(best_bits >> k) & 1 for k in range(n_items)], dtype=bool)
+    result = np.zeros(n_items, dtype=bool)
+    result[order[picked]] = True
+    return result
+
+
+def _slope(sqrt_k: float, n):
+    """g'(n) = sqrt(K) / (2 n^1.5)."""
+    return 0.5 * sqrt_k * n**-1.5
+
+
+def _pool_at_slope(sqrt_k: float, slope):
+    """The pool n with g'(n) = slope (slope > 0)."""
+    return (0.5 * sqrt_k / slope) ** (2.0 / 3.0)
+
+
+def _lattice(sizes: np.ndarray) -> float:
+    """The largest g such that every size is a multiple of g (sizes are binary fractions,
+    so g = gcd / 2^bits exactly), or 0 when the sums of sizes in units of g would not be
+    exact in float64 (then the pools are treated as continuous)."""
+    mantissa, exponent = np.frexp(sizes)
+    digits = (mantissa * 2.0**53).astype(np.int64)
+    low_bit = digits & -digits
+    bits = int(np.max(53 - exponent - np.log2(low_bit).astype(np.int64)))
+    bits = max(bits, 0)
+    units = sizes * 2.0**bits
+    if units.sum() >= 2.0**52:
+        return 0.0
+    return float(np.gcd.reduce(units.astype(np.int64))) / 2.0**bits
+
+
+class _Core:
+    """Step 2 of the module docstring: the relaxation, the flips and the loss L."""
+
+    def __init__(self, sqrt_k: float, base: float, s: np.ndarray, p: np.ndarray):
+        self.sqrt_k = sqrt_k
+        q = p / s
+        order = np.argsort(q, kind="stable")
+        pool = base + np.cumsum(s[order])
+        full = np.logical_and.accumulate(_slope(sqrt_k, pool) >= q[order])
+        b = int(full.sum())
+        self.n_r = float(pool[b - 1]) if b else base  # the pool of R
+        n0, r = self.n_r, float(_slope(sqrt_k, self.n_r))
+        if b < s.size:
+            n_star = float(_pool_at_slope(sqrt_k, q[order[b]]))
+            if n_star > self.n_r:
+                n0, r = n_star, float(q[order[b]])
+        self.n0, self.r, self.root_n0 = n0, r, float(np.sqrt(n0))
+        self.in_r = np.zeros(s.size, dtype=bool)
+        self.in_r[order[:b]] = True
+        self.size = s
+        self.move = np.where(self.in_r, -s, s)  # pool change of a flip
+        w = np.where(self.in_r, -1.0, 1.0) * (p - r * s)
+        # a flip cost within rounding of p - r s is an exact tie: zero
+        self.w = np.where(w > 16 * np.finfo(float).eps * (p + r * s), w, 0.0)
+        self.rho = self.w / s
+        self.tol = TOL_REL * float(sqrt_k / np.sqrt(base) + p[self.in_r].sum())
+        self.step = 0.0  # the size lattice, set by the flip search (which uses it)
+
+    def loss(self, n):
+        """L at pool n: (n - n0) (r - mean slope of g over [n0, n]), >= 0."""
+        sn, s0 = np.sqrt(n), self.root_n0
+        return np.maximum((n - self.n0) * (self.r - self.sqrt_k / (sn * s0 * (sn + s0))), 0.0)
+
+    def closest(self, n, low, high):
+        """min of L over the pools n + t, t in [low, high] and a multiple of step (L is
+        convex with its minimum at n0)."""
+        t = np.minimum(np.maximum(self.n0 - n, low), high)
+        if not self.step:
+            return self.loss(n + t)
+        below = np.maximum(np.floor(t / self.step) * self.step, low)
+        return np.minimum(self.loss(n + below), self.loss(n + np.minimum(below + self.step, high)))
+
+    def onward(self, n, tail: tuple[float, float, float, float], grow: bool):
+        """Lower bound on the loss to come (flip costs included) for states at pool n that
+        flip at least one more seller, all in one direction. `tail` = (least cost per
+        sample, least cost per seller, smallest size, total size) of the sellers left in
+        that direction: each flip costs at least the per-seller least, and the flips cost at
+        least the per-sample least times the samples moved t, which lies between the
+        smallest size and the total size (and on the size lattice)."""
+        rho, flip, low, high = tail
+        if not high:
+            return np.inf
+        sign = 1.0 if grow else -1.0
+        per_seller = flip + (self.closest(n, low, high) if grow else self.closest(n, -high, -low))
+        if grow:
+            t = _pool_at_slope(self.sqrt_k, self.r + rho) - n
+        elif self.r > rho:
+            t = n - _pool_at_slope(self.sqrt_k, self.r - rho)
+        else:
+            t = low
+        t = np.minimum(np.maximum(t, low), high)
+        if not self.step:
+            per_sample = self.loss(n + sign * t) + rho * t
+        else:
+            below = np.maximum(np.floor(t / self.step) * self.step, low)
+            above = np.minimum(below + self.step, high)
+            per_sample = np.minimum(
+                self.loss(n + sign * below) + rho * below,
+                self.loss(n + sign * above) + rho * above,
+            )
+        return np.maximum(per_seller, per_sample)
+
+
+def _subset_sums(move: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pool change and flip cost of every subset; bit i of the index flags item i."""
+    total, cost = np.zeros(1), np.zeros(1)
+    for dm, dw in zip(move.tolist(), w.tolist(), strict=True):
+        total = np.concatenate([total, total + dm])
+        cost = np.concatenate([cost, cost + dw])
+    return total, cost
+
+
+def _small_subsets(move: np.ndarray, w: np.ndarray):
+    """Pool change and flip cost of the empty set, the singletons and the pairs of items,
+    and the members of each ((k,) int rows a, b; -1 for none)."""
+    i, j = np.triu_indices(move.size, 1)
+    first = np.concatenate([[-1], np.arange(move.size), i])
+    second = np.concatenate([np.full(move.size + 1, -1), j])
+    total = np.concatenate([[0.0], move, move[i] + move[j]])
+    cost = np.concatenate([[0.0], w, w[i] + w[j]])
+    return total, cost, first, second
+
+
+def _spread(core: _Core, tied: np.ndarray, count: int, phase: float) -> np.ndarray:
+    """`count` of the free flips `tied`, as many shrinking the pool as growing it (when
+    there are enough), at evenly spaced size ranks within each direction, offset by `phase`
+    in [0, 1): subsets of sellers of varied sizes and both signs cover pool changes densely."""
+    shrink = tied[core.move[tied] < 0]
+    grow = tied[core.move[tied] > 0]
+    n_shrink = min(shrink.size, max(count // 2, count - grow.size))
+    picked = []
+    for group, k in ((shrink, n_shrink), (grow, count - n_shrink)):
+        by_size = group[np.argsort(np.abs(core.move[group]), kind="stable")]
+        picked.append(by_size[((np.arange(k) + phase) * by_size.size / max(k, 1)).astype(int)])
+    return np.concatenate(picked)
+
+
+def _meet_in_middle(core: _Core, left: np.ndarray, right: np.ndarray, rest: np.ndarray,
+                    pairs: bool) -> tuple[float, np.ndarray]:
+    """A good state: flips of the sellers `left` (any subset) and `right` (any subset, or
+    with `pairs` at most two of them), chosen by pairing the two lists of pool changes so
+    that their sum comes closest to the relaxation's pool n0 (the four nearest partners of
+    each left subset are compared by loss). When n0 lies outside the middle half of what the
+    two lists reach, flips of the sellers `rest` first bring it there. Returns (loss,
+    flipped sellers)."""
+    move_l, cost_l = _subset_sums(core.move[left], core.w[left])
+    if pairs:
+        move_r, cost_r, first, second = _small_subsets(core.move[right], core.w[right])
+    else:
+        move_r, cost_r = _subset_sums(core.move[right], core.w[right])
+    low, high = move_l.min() + move_r.min(), move_l.max() + move_r.max()
+    need = core.n0 - core.n_r - 0.5 * (low + high)
+    pre = []
+    for item, step in zip(rest.tolist(), core.move[rest].tolist(), strict=True):
+        if abs(need) <= 0.25 * (high - low):
+            break
+        if abs(need - step) < abs(need):
+            pre.append(item)
+            need -= step
+    pre_arr = np.array(pre, dtype=np.int64)
+    start = core.n_r + core.move[pre_arr].sum()
+    by_move = np.argsort(move_r)
+    move_r, cost_r = move_r[by_move], cost_r[by_move]
+    at = np.searchsorted(move_r, core.n0 - start - move_l)
+    near = np.clip(at[:, None] + np.arange(-1, 1), 0, move_r.size - 1)
+    total = cost_l[:, None] + cost_r[near] + core.loss(start + move_l[:, None] + move_r[near])
+    i, k = np.unravel_index(int(np.argmin(total)), total.shape)
+    picked = [left[b] for b in range(left.size) if int(i) >> b & 1]
+    code_r = int(by_move[near[i, k]])
+    if pairs:
+        picked += [right[x] for x in (first[code_r], second[code_r]) if x >= 0]
+    else:
+        picked += [right[b] for b in range(right.size) if code_r >> b & 1]
+    flips = np.concatenate([pre_arr, np.array(picked, dtype=np.int64)])
+    return float(total[i, k] + core.w[pre_arr].sum()), flips
+
+
+def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[float, np.ndarray]:
+    """Improve a state by toggling up to four of the `candidates` (flip or unflip), the
+    best combination of two lists of at most two toggles whose pool changes sum closest to
+    what the state lacks; repeated while it helps. Returns (loss, flipped sellers)."""
+    flipped = np.zeros(core.w.size, dtype=bool)
+    flipped[flips] = True
+    best = float(np.sum(core.w[flipped]) + core.loss(core.n_r + core.move[flipped].sum()))
+    for _ in range(_POLISH_ROUNDS):
+        sign = np.where(flipped[candidates], -1.0, 1.0)
+        move, cost, first, second = _small_subsets(
+            sign * core.move[candidates], sign * core.w[candidates]
+        )
+        order = np.argsort(move)
+        move, cost, first, second = move[order], cost[order], first[order], second[order]
+        pool = core.n_r + core.move[flipped].sum()
+        W = float(np.sum(core.w[flipped]))
+        at = np.searchsorted(move, core.n0 - pool - move)
+        near = np.clip(at[:, None] + np.arange(-1, 1), 0, move.size - 1)
+        clash = (
+            (first[near] == first[:, None]) | (first[near] == second[:, None])
+        ) & (first[near] >= 0) | (
+            (second[near] == first[:, None]) | (second[near] == second[:, None])
+        ) & (second[near] >= 0)
+        total = W + cost[:, None] + cost[near] + core.loss(pool + move[:, None] + move[near])
+        total[clash] = np.inf
+        i, k = np.unravel_index(int(np.argmin(total)), total.shape)
+        if not total[i, k] < best:
+            break
+        best = float(total[i, k])
+        for x in (first[i], second[i], first[near[i, k]], second[near[i, k]]):
+            if x >= 0:
+                flipped[candidates[x]] ^= True
+        if best <= core.tol:
+            break
+    return best, np.flatnonzero(flipped)
+
+
+def _tails(core: _Core, seq: np.ndarray, grow: bool) -> list[tuple[float, float, float, float]]:
+    """For every k, the `tail` argument of :meth:`_Core.onward` for the sellers seq[k:] that
+    flip in direction `grow`: (least cost per sample, least flip cost, smallest size, total
+    size); (inf, inf, inf, 0) when none is left."""
+
+    def suffix_min(x):
+        return np.append(np.minimum.accumulate(x[::-1])[::-1], np.inf)
+
+    mine = core.move[seq] > 0 if grow else core.move[seq] < 0
+    sizes = np.abs(core.move[seq])
+    rho = suffix_min(np.where(mine, core.rho[seq], np.inf))
+    flip = suffix_min(np.where(mine, core.w[seq], np.inf))
+    least = suffix_min(np.where(mine, sizes, np.inf))
+    room = np.append(np.cumsum(np.where(mine, sizes, 0.0)[::-1])[::-1], 0.0)
+    return list(zip(rho.tolist(), flip.tolist(), least.tolist(), room.tolist(), strict=True))
+
+
+def _solve_core(core: _Core) -> np.ndarray:
+    """Step 3b of the module docstring: the flip search (a mask over the core sellers)."""
+    core.step = _lattice(core.size)
+    seq = np.lexsort((core.size, core.w))
+    search = _Search(core, seq)
+    search.first_state()
+    search.run(np.array([core.n_r]), np.zeros(1), np.zeros(1), 0)
+    result = core.in_r.copy()
+    result[search.best_flips] ^= True
+    return result
+
+
+class _Search:
+    """Step 3 of the module docstring. States are expanded breadth-first, several sellers
+    at a time while there are few states; above _STATES states they are split in two and
+    searched depth-first, the half with the lower bounds first, so memory stays bounded and
+    the margin tightens early."""
+
+    def __init__(self, core: _Core, seq: np.ndarray):
+        self.core, self.seq = core, seq
+        self.best, self.best_flips = float(core.loss(core.n_r)), np.zeros(0, dtype=np.int64)
+        self.ups, self.downs = _tails(core, seq, True), _tails(core, seq, False)
+        self.tied = seq[core.w[seq] == 0]  # free flips: prices per sample tie
+        self.hard, self.attempts = _HARD, 0
+        # per expansion: (parent state, code of the sellers flipped (bit b: items[b]), items)
+        self.history: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def bound(self, n, W, own, k: int):
+        """Lower bound on the final loss of states (pool n, flip cost W, own loss `own`)
+        with the sellers seq[k:] left: no more flips, flips in one direction, or both."""
+        core, up, down = self.core, self.ups[k], self.downs[k]
+        out = np.minimum(own, np.minimum(core.onward(n, up, True), core.onward(n, down, False)))
+        if up[3] and down[3]:
+            fixed = max(up[0] * up[2] + down[0] * down[2], up[1] + down[1])
+            out = np.minimum(out, fixed + core.closest(n, up[2] - down[3], up[3] - down[2]))
+        return W + out
+
+    def trace(self, j: int) -> np.ndarray:
+        """The sellers flipped by state j of the newest expansion."""
+        picked = []
+        for parent, code, items in reversed(self.history):
+            c = int(code[j])
+            picked += [items[b] for b in range(items.size) if c >> b & 1]
+            j = int(parent[j])
+        return np.array(picked, dtype=np.int64)
+
+    def first_state(self) -> None:
+        """A good state to start from: the meet-in-the-middle search over the 2 * _HALF
+        cheapest flips."""
+        core, seq = self.core, self.seq
+        if seq.size >= 2 * _HALF:
+            found, flips = _meet_in_middle(
+                core, seq[:_HALF], seq[_HALF : 2 * _HALF], seq[2 * _HALF :], pairs=False
+            )
+            if found < self.best:
+                self.best, self.best_flips = found, flips
+
+    def improve(self) -> None:
+        """Look for a better state among the free flips `tied` when the search grows: the
+        best state so far polished, and subsets of _TIED_LEFT free flips against pairs of
+        _PAIRED others, polished, _ATTEMPTS times with other sellers each call (a state
+        within the margin of the bound ends the search at once)."""
+        core, seq = self.core, self.seq
+        gap, moves = core.n0 - core.n_r, core.move[self.tied]
+        grow, shrink = moves[moves > 0].sum(), -moves[moves < 0].sum()
+        tied = self.tied[(moves <= gap + shrink) & (moves >= gap - grow)]  # others overshoot
+        if tied.size <= 2 * _TIED_LEFT:
+            self.tied = seq[:0]
+            return
+        found, flips = _polish(core, self.best_flips, tied[:_PAIRED])
+        for _ in range(_ATTEMPTS):
+            if found < self.best:
+                self.best, self.best_flips = found, flips
+            if self.best <= core.tol:
+                break
+            self.attempts += 1
+            left = _spread(core, tied, _TIED_LEFT, self.attempts * _GOLDEN % 1.0)
+            others = np.setdiff1d(tied, left)
+            right = np.roll(others, -self.attempts * _PAIRED)[:_PAIRED]
+            rest = np.setdiff1d(seq, np.concatenate([left, right]))
+            found, flips = _meet_in_middle(core, left, right, rest, pairs=True)
+            found, flips = _polish(core, flips, right)
+        if found < self.best:
+            self.best, self.best_flips = found, flips
+
+    def narrow(self, keep: np.ndarray, *states: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The states selected by `keep` (mask or indices), recorded in the newest history
+        entry so that :meth:`trace` still finds their flips."""
+        if self.history:
+            parent, code, items = self.history[-1]
+            self.history[-1] = (parent[keep], code[keep], items)
+        return tuple(x[keep] for x in states)
+
+    def run(self, n, W, moved, k: int) -> None:
+        """Search every completion of the states (pool n, flip cost W, pool change `moved`)
+        by the sellers seq[k:], keeping the best state found."""
+        core, seq, depth = self.core, self.seq, len(self.history)
+        keep = self.bound(n, W, core.loss(n), k) < self.best - core.tol
+        n, W, moved = self.narrow(keep, n, W, moved)
+        while n.size and k < seq.size:
+            if n.size > self.hard and self.tied.size:
+                self.improve()
+                self.hard *= _HARD_GROWTH
+                keep = self.bound(n, W, core.loss(n), k) < self.best - core.tol
+                n, W, moved = self.narrow(keep, n, W, moved)
+                continue
+            if n.size > _STATES:
+                lower = self.bound(n, W, core.loss(n), k)
+                for half in np.array_split(np.argsort(lower, kind="stable"), 2):
+                    half = half[lower[half] < self.best - core.tol]
+                    self.history.append((half, np.zeros(half.size, dtype=np.int64), seq[:0]))
+                    self.run(n[half], W[half], moved[half], k)
+                    self.history.pop()
+                break
+            width = max(1, min(_BATCH_BITS, int(np.log2(_BATCH / n.size)), seq.size - k))
+            items = seq[k : k + width]
+            items = items[core.w[items] + W.min() < self.best - core.tol]
+            k += width
+            if items.size == 0:
+                continue
+            step, cost = _subset_sums(core.move[items], core.w[items])
+            self.history.append(
+                (np.repeat(np.arange(n.size), step.size), np.tile(np.arange(step.size), n.size),
+                 items)
+            )
+            n = (n[:, None] + step).ravel()
+            W = (W[:, None] + cost).ravel()
+            moved = (moved[:, None] + step).ravel()
+            own = core.loss(n)
+            j = int(np.argmin(W + own))
+            if W[j] + own[j] < self.best:
+                self.best, self.best_flips = float(W[j] + own[j]), self.trace(j)
+            keep = np.flatnonzero(self.bound(n, W, own, k) < self.best - core.tol)
+            if core.step and keep.size > 1:  # equal pools: only the cheapest can matter
+                by_pool = keep[np.lexsort((W[keep], moved[keep]))]
+                first = np.concatenate([[True], moved[by_pool][1:] != moved[by_pool][:-1]])
+                keep = by_pool[first]
+            n, W, moved = self.narrow(keep, n, W, moved)
+        del self.history[depth:]
