@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is searched in one of two ways, both exact:
+3. The core is solved in one of four ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, including
       first, bounded by the continuous relaxation of what is left. It settles a typical
@@ -41,6 +41,17 @@ Why the answer is exact. g is increasing and concave, so:
       alone costs more than that margin is never flipped. Every state is itself a complete
       import set, so the best one seen is a valid answer at all times, and nothing dropped
       could have beaten it by more than ``tol``.
+   c. Few distinct sizes (at most 4, tried first): among sellers of equal size a set takes
+      the cheapest ones, so only the count taken from each size matters. Every combination
+      of counts of all sizes but the most frequent one is enumerated (at most 2^15); for
+      the most frequent size, the k-th cheapest seller pays off exactly while its marginal
+      gain beats its price (decreasing gains, increasing prices), found by bisection.
+   d. The flip table: when sizes lie on a lattice and the flip search has done as much work
+      as a table would (at most 2^28 cells), a 0/1 knapsack table over the flips gives the
+      cheapest flips for every pool change in lattice units, and the best pool directly.
+      Only sellers whose flip alone costs no more than the best state's loss can flip, and
+      only pools where L alone stays within that loss can be optimal; taking the flips of
+      the direction with less total size first keeps the table that narrow.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -56,10 +67,13 @@ first. When exact ties keep the search growing, further meet-in-the-middle searc
 local search (the best toggle of up to four sellers) look for a state within ``tol``, after
 which everything is pruned; with lattice sizes the rounded bound is attained exactly. Cost
 proportional to size at m = 200 then takes one or two milliseconds per buyer. The problem
-contains subset sum, so no method is fast on every input: sizes in a narrow band (all
-within 10 % of each other) whose best set needs many swaps, with prices per sample tied to
-within 1e-6, can still take seconds per buyer. Above 2^15 states the search continues
-depth-first over halves, so memory stays bounded while the answer stays exact.
+contains subset sum (with all prices per sample equal, the best set is the one whose total
+size comes closest to the relaxation's pool), so no exact method is fast on every input.
+Integer sizes (data sizes are sample counts) are bounded by the flip table. Non-lattice
+sizes in a narrow band (all within 10 % of each other) with prices per sample tied to
+within 1e-6 remain slow: one buyer with 200 such sellers ran over four minutes. Above 2^15
+states the search continues depth-first over halves, so memory stays bounded while the
+answer stays exact.
 """
 
 from __future__ import annotations
@@ -76,6 +90,9 @@ _STATES = 1 << 15  # above this many states the search goes depth-first over hal
 _HARD, _HARD_GROWTH = 1 << 11, 2  # ties: look for a better state at 2^11, 2^12, ... states
 _POLISH_ROUNDS = 4  # rounds of the local search
 _GOLDEN = 0.6180339887498949  # spreads the tied sellers picked by successive attempts
+_DISTINCT, _COMBINATIONS = 4, 1 << 15  # few sizes: at most 4, this many count combinations
+_CELLS = 1 << 28  # largest flip table (flippable sellers x pool changes in lattice units)
+_TABLE_COST = 64  # flip-table cells costing as much time as one flip-search state
 
 
 def marginal(sqrt_k, n_before, size):
@@ -105,13 +122,50 @@ def best_set(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.ndarray)
             break
     if core.size:
         s, p = sizes[core], prices[core]
-        picked = None
-        if _near_ties(sqrt_k, float(base), s, p) < _TIES:
+        picked = _few_sizes(sqrt_k, float(base), s, p)
+        if picked is None and _near_ties(sqrt_k, float(base), s, p) < _TIES:
             picked = _depth_first(sqrt_k, float(base), s, p, _NODES)
         if picked is None:
-            picked = _solve_core(_Core(sqrt_k, float(base), s, p))
+            picked = _solve_core(sqrt_k, float(base), s, p)
         chosen[core[picked]] = True
     return chosen
+
+
+def _few_sizes(sqrt_k: float, base: float, sizes: np.ndarray,
+               prices: np.ndarray) -> np.ndarray | None:
+    """Step 3c of the module docstring: the exact answer when the sellers come in few
+    distinct sizes, or None for more than _DISTINCT sizes or _COMBINATIONS combinations."""
+    values, group = np.unique(sizes, return_inverse=True)
+    if values.size > _DISTINCT:
+        return None
+    counts = np.bincount(group)
+    last = int(np.argmax(counts))
+    others = [g for g in range(values.size) if g != last]
+    if np.prod(counts[others] + 1.0) > _COMBINATIONS:
+        return None
+    members = [np.flatnonzero(group == g) for g in range(values.size)]
+    members = [idx[np.argsort(prices[idx], kind="stable")] for idx in members]
+    pool, spent = np.array([base]), np.zeros(1)
+    for g in others:
+        taken = np.arange(counts[g] + 1)
+        pool = (pool[:, None] + taken * values[g]).ravel()
+        spent = (spent[:, None] + np.append(0.0, np.cumsum(prices[members[g]]))).ravel()
+    size, ladder = values[last], prices[members[last]]
+    low, high = np.zeros(pool.size, dtype=np.int64), np.full(pool.size, counts[last])
+    while np.any(low < high):  # the last group's count: its k-th seller pays off while k <= it
+        open_ = low < high
+        mid = np.maximum((low + high + 1) // 2, 1)
+        pays = marginal(sqrt_k, pool + (mid - 1) * size, size) > ladder[mid - 1]
+        low = np.where(open_ & pays, mid, low)
+        high = np.where(open_ & ~pays, mid - 1, high)
+    spent += np.append(0.0, np.cumsum(ladder))[low]
+    best = int(np.argmax(-sqrt_k / np.sqrt(pool + low * size) - spent))
+    picked = np.zeros(sizes.size, dtype=bool)
+    picked[members[last][: low[best]]] = True
+    shape = [counts[g] + 1 for g in others]
+    for g, k in zip(others, np.unravel_index(best, shape) if shape else (), strict=True):
+        picked[members[g][:k]] = True
+    return picked
 
 
 def _near_ties(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray) -> int:
@@ -404,16 +458,104 @@ def _tails(core: _Core, seq: np.ndarray, grow: bool) -> list[tuple[float, float,
     return list(zip(rho.tolist(), flip.tolist(), least.tolist(), room.tolist(), strict=True))
 
 
-def _solve_core(core: _Core) -> np.ndarray:
-    """Step 3b of the module docstring: the flip search (a mask over the core sellers)."""
+class _OverBudget(Exception):
+    """The flip search has done as much work as the flip table would."""
+
+
+def _solve_core(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray) -> np.ndarray:
+    """Step 3b of the module docstring: the flip search (a mask over the core sellers), or
+    the flip table (step 3d) once the search has done the table's work."""
+    core = _Core(sqrt_k, base, sizes, prices)
     core.step = _lattice(core.size)
-    seq = np.lexsort((core.size, core.w))
-    search = _Search(core, seq)
+    search = _Search(core, np.lexsort((core.size, core.w)))
     search.first_state()
-    search.run(np.array([core.n_r]), np.zeros(1), np.zeros(1), 0)
+    table = None
+    if core.step:
+        table = _FlipTable(core, search.best + core.tol)
+        if table.cells <= _CELLS:
+            search.budget = table.cells / _TABLE_COST
+    flips = None
+    try:
+        search.run(np.array([core.n_r]), np.zeros(1), np.zeros(1), 0)
+        flips = search.best_flips
+    except _OverBudget:
+        flips = table.solve()
     result = core.in_r.copy()
-    result[search.best_flips] ^= True
+    result[flips] ^= True
     return result
+
+
+def _pools_within(core: _Core, loss: float, low: float, high: float) -> tuple[float, float]:
+    """The pools in [low, high] where L <= loss, as an interval containing n0 (L is convex
+    with its minimum 0 at n0): no set outside it can have a total loss that low, since flip
+    costs are >= 0."""
+
+    def edge(inside: float, outside: float) -> float:
+        if core.loss(outside) <= loss:
+            return outside
+        for _ in range(200):
+            mid = 0.5 * (inside + outside)
+            if mid in (inside, outside):
+                break
+            inside, outside = (mid, outside) if core.loss(mid) <= loss else (inside, mid)
+        return outside
+
+    return edge(core.n0, low), edge(core.n0, high)
+
+
+class _FlipTable:
+    """Step 3d of the module docstring: the cheapest flips for every pool change, over the
+    sellers whose flip alone costs no more than `loss`, for pool changes that can still end
+    where L <= loss. Shrinking flips (out of R) and growing ones (into R) are taken in two
+    phases, the direction with less total size first, so the pool change moves one way per
+    phase and the table spans only the target interval plus that smaller total."""
+
+    def __init__(self, core: _Core, loss: float):
+        self.core = core
+        step = core.step
+        self.items = np.flatnonzero(core.w <= loss)
+        move = np.rint(core.move[self.items] / step).astype(np.int64)
+        low, high = _pools_within(core, loss, core.n_r + min(move.sum(where=move < 0), 0) * step,
+                                  core.n_r + max(move.sum(where=move > 0), 0) * step)
+        self.low = int(np.floor((low - core.n_r) / step)) - 1
+        self.high = int(np.ceil((high - core.n_r) / step)) + 1
+        grow, shrink = int(move[move > 0].sum()), int(-move[move < 0].sum())
+        if grow <= shrink:  # shrinks first: the growth still to come lifts the floor
+            self.items = np.concatenate([self.items[move < 0], self.items[move > 0]])
+            self.start, self.stop = min(self.low - grow, 0), max(self.high, 0)
+        else:
+            self.items = np.concatenate([self.items[move > 0], self.items[move < 0]])
+            self.start, self.stop = min(self.low, 0), max(self.high + shrink, 0)
+        self.move = np.rint(core.move[self.items] / step).astype(np.int64)
+        self.cells = float(self.items.size) * (self.stop - self.start + 1)
+
+    def solve(self) -> np.ndarray:
+        """The flipped sellers of an optimal import set."""
+        core = self.core
+        cheapest = np.full(self.stop - self.start + 1, np.inf)
+        cheapest[-self.start] = 0.0  # index x - start holds pool change x
+        took = []  # per flip, bit i: the cheapest flips of that change include it (packed)
+        for u, cost in zip(self.move.tolist(), core.w[self.items].tolist(), strict=True):
+            better = np.zeros(cheapest.size, dtype=bool)
+            if 0 < u < cheapest.size:
+                shifted = cheapest[:-u] + cost
+                better[u:] = shifted < cheapest[u:]
+                cheapest[better] = shifted[better[u:]]
+            elif -cheapest.size < u < 0:
+                shifted = cheapest[-u:] + cost
+                better[:u] = shifted < cheapest[:u]
+                cheapest[better] = shifted[better[:u]]
+            took.append(np.packbits(better))
+        change = np.arange(self.start, self.stop + 1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # pools <= 0: never reached
+            total = cheapest + core.loss(core.n_r + change * core.step)
+        at = int(np.argmin(np.where(np.isfinite(cheapest), total, np.inf)))
+        flips = []
+        for j in range(self.items.size - 1, -1, -1):
+            if took[j][at >> 3] >> (7 - (at & 7)) & 1:
+                flips.append(self.items[j])
+                at -= int(self.move[j])
+        return np.array(flips, dtype=np.int64)
 
 
 class _Search:
@@ -424,6 +566,7 @@ class _Search:
 
     def __init__(self, core: _Core, seq: np.ndarray):
         self.core, self.seq = core, seq
+        self.budget, self.work = np.inf, 0  # states expanded, and the most allowed
         self.best, self.best_flips = float(core.loss(core.n_r)), np.zeros(0, dtype=np.int64)
         self.ups, self.downs = _tails(core, seq, True), _tails(core, seq, False)
         self.tied = seq[core.w[seq] == 0]  # free flips: prices per sample tie
@@ -529,6 +672,9 @@ class _Search:
                 (np.repeat(np.arange(n.size), step.size), np.tile(np.arange(step.size), n.size),
                  items)
             )
+            self.work += n.size * step.size
+            if self.work > self.budget:
+                raise _OverBudget
             n = (n[:, None] + step).ravel()
             W = (W[:, None] + cost).ravel()
             moved = (moved[:, None] + step).ravel()

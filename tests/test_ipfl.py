@@ -329,6 +329,53 @@ def test_exact_search_stays_exact_when_it_splits_and_restarts(monkeypatch):
         assert got == pytest.approx(best, rel=1e-9)
 
 
+def test_exact_is_fast_and_exact_with_few_distinct_sizes():
+    # three coprime sizes with prices per sample tied: every buyer faces a subset-sum problem
+    m = 200
+    N = np.random.default_rng(0).choice(np.array([123.0, 142.0, 493.0]), m)
+    market = (N, 1e-4 * N, np.full(m, 5e5), np.zeros((m, m)), 1.0)
+    elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
+    assert elapsed < 1.0
+    tau = ipfl.edge_prices(N, market[1], market[3], market[4])
+    for i in range(0, m, 40):
+        sellers = np.flatnonzero(np.arange(m) != i)
+        got = ipfl.import_value(5e5, N[i], N[sellers], tau[i, sellers], A[i, sellers])
+        best = lattice_optimum(5e5, N[i], N[sellers], tau[i, sellers], 1.0)
+        assert got == pytest.approx(best, rel=1e-9)
+
+
+def test_flip_table_equals_brute_force(monkeypatch):
+    # no few-sizes shortcut, no depth-first search, and a flip search that hands over at once
+    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_TABLE_COST", 1e12)):
+        monkeypatch.setattr(exact, name, value)
+    tables = []
+    solve = exact._FlipTable.solve
+    monkeypatch.setattr(exact._FlipTable, "solve", lambda self: tables.append(1) or solve(self))
+    rng = np.random.default_rng(8)
+    for _ in range(150):
+        k = int(rng.integers(2, 13))
+        sizes = rng.integers(1, 300, k) * rng.choice([1.0, 0.5, 0.125])
+        n_own = float(rng.choice([1.0, 100.0, 1e4]))
+        fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
+        per_sample = 0.5 * np.sqrt(5e5) * fill**-1.5 * (1 + rng.choice([0, 1e-6, 0.3]) *
+                                                         rng.uniform(-1, 1, k))
+        prices = per_sample * sizes
+        chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
+        got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
+        assert got == pytest.approx(all_subset_values(5e5, n_own, sizes, prices).max(), rel=1e-9)
+    assert len(tables) > 50
+
+
+def test_narrow_band_of_integer_sizes_with_near_ties_is_exact():
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1000, 1100, 120).astype(float)
+    prices = 1e-5 * sizes * (1 + 1e-6 * rng.uniform(-1, 1, 120))
+    for n_own in (1000.0, 1050.0):
+        chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
+        got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
+        assert got == pytest.approx(lattice_optimum(5e5, n_own, sizes, prices, 1.0), rel=1e-9)
+
+
 def test_best_import_set_takes_free_sellers():
     chosen = ipfl.best_import_set(5e5, 100.0, [10.0, 20.0, 30.0], [0.0, -1.0, 1e9])
     assert chosen.tolist() == [True, True, False]
