@@ -3,6 +3,8 @@ argument, the bad value and the allowed range."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numpy as np
 
 
@@ -132,3 +134,22 @@ def market(N, cost, K, D, lam):
         dissimilarities(D, m),
         scalar(lam, "lam"),
     )
+
+
+def parameter_problems(what: str, params: Mapping[str, object],
+                       validators: Mapping[str, Callable[[str, object], object]]) -> list[str]:
+    """One message per unknown or invalid entry of `params` for `what` (e.g. "reputation
+    'similarity'"); each validator takes (name, value) and raises ValueError."""
+    problems = []
+    unknown = sorted(set(params) - set(validators))
+    if unknown:
+        problems.append(
+            f"unknown parameter(s) {unknown} for {what}; allowed: {list(validators) or 'none'}"
+        )
+    for key, value in params.items():
+        if key in validators:
+            try:
+                validators[key](key, value)
+            except ValueError as err:
+                problems.append(f"{what}: {err}")
+    return problems

@@ -77,21 +77,7 @@ def check_params(name: object, params: Mapping[str, object]) -> list[str]:
     a parameter: "validation" receives it when it is built."""
     if name not in REPUTATIONS:
         return [f"reputation = {name!r} is invalid: allowed one of {list(REPUTATIONS)}"]
-    allowed = _PARAMS[name]
-    problems = []
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        problems.append(
-            f"unknown parameter(s) {unknown} for reputation {name!r}; "
-            f"allowed: {list(allowed) or 'none'}"
-        )
-    for key, value in params.items():
-        if key in allowed:
-            try:
-                allowed[key](key, value)
-            except ValueError as err:
-                problems.append(f"reputation {name!r}: {err}")
-    return problems
+    return checks.parameter_problems(f"reputation {name!r}", params, _PARAMS[name])
 
 
 def _updates(uploads: np.ndarray, theta0: np.ndarray) -> np.ndarray:

@@ -341,20 +341,8 @@ def check_params(name: object, params: Mapping[str, object]) -> list[str]:
     valid), each naming the parameter, the value and what is allowed. Builds nothing."""
     if name not in AGGREGATORS:
         return [f"unknown robust aggregator {name!r}; available: {', '.join(AGGREGATORS)}"]
-    allowed = _COMBINER_PARAMS[name]
-    problems = []
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        problems.append(
-            f"unknown parameter(s) {unknown} for robust aggregator {name!r}; allowed: {allowed}"
-        )
-    for key, value in params.items():
-        if key in allowed:
-            try:
-                _PARAM_CHECKS[key](key, value)
-            except ValueError as err:
-                problems.append(f"robust aggregator {name!r}: {err}")
-    return problems
+    validators = {key: _PARAM_CHECKS[key] for key in _COMBINER_PARAMS[name]}
+    return checks.parameter_problems(f"robust aggregator {name!r}", params, validators)
 
 
 def _median_radius(C: np.ndarray, center: np.ndarray) -> float:
