@@ -1,9 +1,12 @@
 """Freeze ByzFL's robust aggregators on seeded random inputs into robust_byzfl.npz.
 
 ByzFL is an optional extra (``pip install -e ".[golden]"``) and is never imported by the
-library or the tests; only this script uses it. Run it in an environment that has ByzFL:
+library or the tests; only this script uses it. Its own dependencies (torchvision among them)
+may replace the CPU build of torch, and only its aggregators are needed here, so installing
+it alone into a separate folder is enough:
 
-    python tests/golden/make_golden.py [--out tests/golden/robust_byzfl.npz]
+    pip install --no-deps --target /tmp/byzfl byzfl
+    PYTHONPATH=/tmp/byzfl python tests/golden/make_golden.py [--out tests/golden/robust_byzfl.npz]
 
 The archive holds plain arrays (``<case>__X`` inputs, ``<case>__out`` ByzFL's result) and a
 JSON string ``meta`` listing every case with its aggregator, ByzFL parameters and the
