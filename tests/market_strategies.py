@@ -1,4 +1,5 @@
-"""Hypothesis strategy for random reported markets, shared by the market-layer tests."""
+"""Random reported markets (a hypothesis strategy and a seeded dissimilarity), shared by the
+market-layer tests."""
 
 import numpy as np
 from hypothesis import strategies as st
@@ -18,8 +19,19 @@ def markets(draw, min_m=2, max_m=8, n_range=(10, 5000), cost_max=5.0, k_range=(1
     cost = vec(st.floats(0, cost_max))
     K = vec(st.one_of(st.just(0.0), st.floats(*k_range)))
     d = np.array(draw(st.lists(st.floats(0, 2), min_size=m * m, max_size=m * m))).reshape(m, m)
-    D = (d + d.T) / 2
-    np.fill_diagonal(D, 0.0)
+    D = symmetric(d)
     if lam_max is None:
         return N, cost, K, D
     return N, cost, K, D, draw(st.floats(0, lam_max))
+
+
+def symmetric(d: np.ndarray) -> np.ndarray:
+    """A dissimilarity matrix from any square matrix: (d + d') / 2 with a zero diagonal."""
+    D = (d + d.T) / 2
+    np.fill_diagonal(D, 0.0)
+    return D
+
+
+def random_dissimilarity(rng: np.random.Generator, m: int, high: float = 1.0) -> np.ndarray:
+    """A seeded symmetric D with entries in [0, high) and a zero diagonal."""
+    return symmetric(rng.uniform(0, high, (m, m)))

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from market_strategies import markets as shared_markets
+from market_strategies import random_dissimilarity
 from scipy.optimize import brentq
 
 import mechanisms
@@ -21,10 +22,7 @@ def random_market(rng, m, k_value=5e5):
     N = rng.uniform(50, 2000, m)
     cost = rng.uniform(0, 2, m)
     K = np.where(rng.random(m) < 0.2, 0.0, k_value * rng.uniform(0.5, 2, m))
-    D = rng.uniform(0, 1.5, (m, m))
-    D = (D + D.T) / 2
-    np.fill_diagonal(D, 0.0)
-    return N, cost, K, D, 1.0
+    return N, cost, K, random_dissimilarity(rng, m, 1.5), 1.0
 
 
 def brute_force_value(K, n_own, sizes, prices):
@@ -255,9 +253,7 @@ def test_posted_market_without_heterogeneity_charge_is_fast():
     rng = np.random.default_rng(50)
     m = 50
     N = rng.uniform(200, 400, m)
-    D = rng.uniform(0, 1, (m, m))
-    D = (D + D.T) / 2
-    np.fill_diagonal(D, 0.0)
+    D = random_dissimilarity(rng, m)
     for lam, dis in ((0.0, D), (1.0, np.zeros((m, m)))):
         mechanism = mechanisms.get("posted", lam=lam)
         elapsed, (A, _) = cpu_seconds(mechanism.market, N, 1.0, 5e5, dis)

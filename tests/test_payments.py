@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from market_strategies import markets as shared_markets
+from market_strategies import random_dissimilarity
 
 from mechanisms import ipfl, payments
 
@@ -110,9 +111,7 @@ def test_vcg_eligible_sellers_earn_nothing():
     rng = np.random.default_rng(4)
     m = 10
     N = rng.uniform(50, 1000, m)
-    D = rng.uniform(0, 1, (m, m))
-    D = (D + D.T) / 2
-    np.fill_diagonal(D, 0)
+    D = random_dissimilarity(rng, m)
     eligible = np.arange(m) % 3 != 0
     A, P, platform = payments.vcg(N, np.ones(m), np.full(m, 5e5), D, 1.0, eligible=eligible)
     assert not A[:, ~eligible].any()
