@@ -8,6 +8,13 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 
+def _is_real(dtype: np.dtype) -> bool:
+    """Integer or floating, not boolean."""
+    return dtype != np.bool_ and (
+        np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    )
+
+
 def numbers(x, name: str, keep_float32: bool = False) -> np.ndarray:
     """`x` as a float64 array (float32 kept as it is when `keep_float32`); booleans, complex
     numbers, strings and other non-numbers are a ValueError."""
@@ -17,9 +24,7 @@ def numbers(x, name: str, keep_float32: bool = False) -> np.ndarray:
             return raw.astype(np.float64)
         except (TypeError, ValueError):
             raise ValueError(f"{name} must hold numbers, got {raw.dtype} values") from None
-    if raw.dtype == np.bool_ or not (
-        np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)
-    ):
+    if not _is_real(raw.dtype):
         raise ValueError(f"{name} must hold numbers (real), got {raw.dtype} values")
     if keep_float32 and raw.dtype == np.float32:
         return raw
@@ -102,10 +107,7 @@ def scalar(
     """A finite real in [low, high] (an end excluded when flagged open); booleans, strings
     and other non-numbers are a ValueError."""
     raw = np.asarray(x)
-    real = raw.dtype != np.bool_ and (
-        np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)
-    )
-    if raw.ndim != 0 or not real:
+    if raw.ndim != 0 or not _is_real(raw.dtype):
         raise ValueError(f"{name} = {x!r} is not a real number")
     val = float(raw)
     too_low = val <= low if low_open else val < low

@@ -172,12 +172,19 @@ def _near_ties(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray
     """How many sellers' prices per sample lie within _NEAR (relative) of the price per
     sample where the continuous relaxation stops: many of them defeat the depth-first
     bound."""
+    q, order, _, taken = _relaxation(sqrt_k, base, sizes, prices)
+    r = q[order[min(taken, q.size - 1)]]
+    return int(np.count_nonzero(np.abs(q - r) <= _NEAR * r))
+
+
+def _relaxation(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray):
+    """The continuous relaxation's filling order: (prices per sample q, the sellers by
+    ascending q, the pool after each of them, how many it takes fully). g' decreases and q
+    increases along the order, so the sellers taken fully are a prefix."""
     q = prices / sizes
     order = np.argsort(q, kind="stable")
     pool = base + np.cumsum(sizes[order])
-    stop = min(int(np.count_nonzero(_slope(sqrt_k, pool) >= q[order])), q.size - 1)
-    r = q[order[stop]]
-    return int(np.count_nonzero(np.abs(q - r) <= _NEAR * r))
+    return q, order, pool, int(np.count_nonzero(_slope(sqrt_k, pool) >= q[order]))
 
 
 def _depth_first(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray,
@@ -262,11 +269,7 @@ class _Core:
 
     def __init__(self, sqrt_k: float, base: float, s: np.ndarray, p: np.ndarray):
         self.sqrt_k = sqrt_k
-        q = p / s
-        order = np.argsort(q, kind="stable")
-        pool = base + np.cumsum(s[order])
-        full = np.logical_and.accumulate(_slope(sqrt_k, pool) >= q[order])
-        b = int(full.sum())
+        q, order, pool, b = _relaxation(sqrt_k, base, s, p)
         self.n_r = float(pool[b - 1]) if b else base  # the pool of R
         n0, r = self.n_r, float(_slope(sqrt_k, self.n_r))
         if b < s.size:
