@@ -5,7 +5,8 @@
    clearing and the proxy targets are timed alongside.
 2. Adversarial ties for exact clearing: cost proportional to data size (every seller has the
    same price per sample, exactly or up to 1e-6 noise) at m = 200, three coprime data sizes
-   with tied prices at m = 200, and the posted-price market without heterogeneity charge
+   with tied prices at m = 200, integer sizes in a narrow band (1000 to 1099, the slowest
+   known kind) at m = 200, and the posted-price market without heterogeneity charge
    (lam = 0) at m = 50, timed next to greedy clearing.
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
@@ -104,6 +105,18 @@ def tie_benchmarks() -> None:
         f"three_sizes m=200 cost=1e-4*N clear_exact_seconds={t_exact:.4f} "
         f"clear_seconds={t_greedy:.4f} exact_over_greedy={t_exact / t_greedy:.1f}"
     )
+    rng = np.random.default_rng(1)
+    N = rng.integers(1000, 1100, 200).astype(float)
+    for noise in (0.0, 1e-6):
+        market = (N, 1e-5 * N * (1 + noise * rng.uniform(-1, 1, 200)), K_VALUE,
+                  np.zeros((200, 200)), LAM)
+        t_exact = best_of(partial(ipfl.clear_exact, *market), 1 if noise else 3)
+        t_greedy = best_of(partial(ipfl.clear, *market), 3)
+        print(
+            f"narrow_band m=200 sizes=1000..1099 cost=1e-5*N noise={noise} "
+            f"clear_exact_seconds={t_exact:.4f} clear_seconds={t_greedy:.4f} "
+            f"exact_over_greedy={t_exact / t_greedy:.1f}"
+        )
     m = 50
     rng = np.random.default_rng(50)
     N = rng.uniform(200, 400, m)

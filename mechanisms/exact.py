@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is solved in one of four ways, all exact:
+3. The core is solved in one of five ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, including
       first, bounded by the continuous relaxation of what is left. It settles a typical
@@ -46,12 +46,24 @@ Why the answer is exact. g is increasing and concave, so:
       of counts of all sizes but the most frequent one is enumerated (at most 2^15); for
       the most frequent size, the k-th cheapest seller pays off exactly while its marginal
       gain beats its price (decreasing gains, increasing prices), found by bisection.
-   d. The flip table: when sizes lie on a lattice and the flip search has done as much work
-      as a table would (at most 2^28 cells), a 0/1 knapsack table over the flips gives the
-      cheapest flips for every pool change in lattice units, and the best pool directly.
-      Only sellers whose flip alone costs no more than the best state's loss can flip, and
-      only pools where L alone stays within that loss can be optimal; taking the flips of
-      the direction with less total size first keeps the table that narrow.
+   d. The flip table, when all sizes are multiples of some g (on a lattice): a 0/1 knapsack
+      table over the flips gives the cheapest flips for every pool change in lattice units,
+      and the best pool directly. Only sellers whose flip alone costs no more than the best
+      state's loss can flip, and only pools where L alone stays within that loss can be
+      optimal. Shrinking and growing flips are taken in two phases, the direction that can
+      move the pool less first, so the table spans the target pools plus that move: at
+      most a direction's total size, and at most its k largest sizes when no k + 1 of its
+      flips cost within the loss. The flip search goes first and hands over once it has
+      taken about as long as the table would. Before a large table (at most 2^28 cells), a
+      narrow one over the 64 cheapest flips, alternating between the two directions and
+      spanning two largest sizes around n0, supplies a state close to the best, which
+      narrows the large table by its loss.
+   e. Every flip free (prices per sample tie exactly, on a lattice): the best set reaches
+      the reachable pool nearest n0, below or above (L is convex), a subset-sum question
+      answered by tables of bits (one integer per flip, shifted and or-ed). The narrow
+      table of alternating flips goes first; when it reaches the lattice point next to n0
+      with the least L, no set can do better. Otherwise the two-phase table of bits (at
+      most 2^28) decides; when the tables are large the flip search goes first.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -65,18 +77,20 @@ cheapest flips (2^20 combinations from two sorted lists of 2^10) supplies a good
 first. When exact ties keep the search growing, further meet-in-the-middle searches
 (subsets of 12 tied sellers of spread sizes against all pairs of up to 120 others) and a
 local search (the best toggle of up to four sellers) look for a state within ``tol``, after
-which everything is pruned; with lattice sizes the rounded bound is attained exactly. Cost
-proportional to size at m = 200 then takes one or two milliseconds per buyer. The problem
-contains subset sum (with all prices per sample equal, the best set is the one whose total
-size comes closest to the relaxation's pool), so no exact method is fast on every input.
-Integer sizes (data sizes are sample counts) are bounded by the flip table. Non-lattice
-sizes in a narrow band (all within 10 % of each other) with prices per sample tied to
-within 1e-6 remain slow: one buyer with 200 such sellers ran over four minutes. Above 2^15
-states the search continues depth-first over halves, so memory stays bounded while the
-answer stays exact.
+which everything is pruned; with lattice sizes the rounded bound is attained exactly. On a
+lattice, exact ties go to the tables of bits (3e) and near ties to the flip table (3d). The
+problem contains subset sum (with all prices per sample equal, the best set is the one whose
+total size comes closest to the relaxation's pool), so no exact method is fast on every
+input. The slowest known inputs are integer sizes in a narrow band (all within 10 % of each
+other) with prices per sample tied to within 1e-6 to 1e-3: about 15 ms per buyer, a few
+seconds per round at m = 200. Non-lattice sizes of that kind have no table and can take
+minutes per buyer. Above 2^15 states the search continues depth-first over halves, so
+memory stays bounded while the answer stays exact.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -92,7 +106,14 @@ _POLISH_ROUNDS = 4  # rounds of the local search
 _GOLDEN = 0.6180339887498949  # spreads the tied sellers picked by successive attempts
 _DISTINCT, _COMBINATIONS = 4, 1 << 15  # few sizes: at most 4, this many count combinations
 _CELLS = 1 << 28  # largest flip table (flippable sellers x pool changes in lattice units)
-_TABLE_COST = 64  # flip-table cells costing as much time as one flip-search state
+_SEARCH_SHARE = 1 / 256  # flip-search states per table cell before the table takes over
+# (a state takes about as long as 250 flip-table cells)
+_BITS = 1 << 28  # largest table of free flips (one bit per cell)
+_BIT_GAIN = 16  # a bit-table cell takes 1/16 of the time of a flip-table cell
+_QUICK_BITS = 1 << 23  # tables of free flips this small go before the flip search
+_SPAN = 2  # the table of alternating flips reaches this many largest flips beyond its ends
+_NEAR_FLIPS = 64  # the cheapest flips in that table
+_NARROW_GAIN = 4  # that table goes first when the full one has this many times its cells
 
 
 def marginal(sqrt_k, n_before, size):
@@ -466,99 +487,210 @@ class _OverBudget(Exception):
 
 
 def _solve_core(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray) -> np.ndarray:
-    """Step 3b of the module docstring: the flip search (a mask over the core sellers), or
-    the flip table (step 3d) once the search has done the table's work."""
+    """Steps 3b, 3d and 3e of the module docstring: a mask over the core sellers."""
     core = _Core(sqrt_k, base, sizes, prices)
     core.step = _lattice(core.size)
-    search = _Search(core, np.lexsort((core.size, core.w)))
-    search.first_state()
-    table = None
-    if core.step:
-        table = _FlipTable(core, search.best + core.tol)
-        if table.cells <= _CELLS:
-            search.budget = table.cells / _TABLE_COST
-    flips = None
-    try:
-        search.run(np.array([core.n_r]), np.zeros(1), np.zeros(1), 0)
-        flips = search.best_flips
-    except _OverBudget:
-        flips = table.solve()
     result = core.in_r.copy()
-    result[flips] ^= True
+    result[_flips(core)] ^= True
     return result
 
 
+def _flips(core: _Core) -> np.ndarray:
+    """The flips of an optimal set: the flip search, handing over to the flip table (on a
+    size lattice) once it has taken about as long as the table would. A large table is
+    first narrowed by the best state of the table of alternating flips."""
+    if core.step and not core.w.any():
+        return _free_flips(core)
+    search = _started_search(core)
+    if core.step:
+        plan = _phased(core, search.best + core.tol)
+        near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
+        if search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
+            return search.best_flips
+        if plan.cells > _NARROW_GAIN * near.cells and near.cells <= _CELLS:
+            found, flips = _cost_table(core, near)
+            if found < search.best:
+                search.best, search.best_flips = found, flips
+                plan = _phased(core, search.best + core.tol)
+        if plan.cells <= _CELLS:
+            return _cost_table(core, plan)[1]
+    search.attempt(np.inf)
+    return search.best_flips
+
+
+def _free_flips(core: _Core) -> np.ndarray:
+    """Step 3e of the module docstring, every flip free: tables of bits, the narrow one of
+    alternating flips first (it decides when it reaches the best lattice point next to n0).
+    When they are large, the flip search goes first with a share of their time."""
+    near = _alternating(core, 0.0, core.w.size)
+    plan = _phased(core, float(core.loss(core.n_r)))
+    cells = min(near.cells, plan.cells)
+    search = _started_search(core) if cells > _QUICK_BITS else None
+    if search and search.attempt(cells * _SEARCH_SHARE / _BIT_GAIN):
+        return search.best_flips
+    flips = _bit_table(core, near, bounded=True) if near.cells <= _BITS else None
+    if flips is None and plan.cells <= _BITS:
+        flips = _bit_table(core, plan)
+    if flips is not None:
+        return flips
+    search = search or _started_search(core)
+    search.attempt(np.inf)
+    return search.best_flips
+
+
+def _started_search(core: _Core) -> _Search:
+    """The flip search over the sellers by flip cost, from its first good state."""
+    search = _Search(core, np.lexsort((core.size, core.w)))
+    search.first_state()
+    return search
+
+
+class _Plan(NamedTuple):
+    """A table over flips: `items` taken in this order, their pool changes `move` in lattice
+    units, partial pool changes kept within [start, stop], final ones looked for within
+    [low, high]."""
+
+    items: np.ndarray
+    move: np.ndarray
+    start: int
+    stop: int
+    low: int
+    high: int
+
+    @property
+    def cells(self) -> float:
+        return float(self.items.size) * (self.stop - self.start + 1)
+
+
+def _alternating(core: _Core, loss: float, count: int) -> _Plan:
+    """The `count` cheapest flips costing at most `loss`, alternating between growing and
+    shrinking ones, with pool changes kept within _SPAN largest flips beyond both 0 and the
+    lattice points next to n0. Partial sums of alternating flips stay near their end, so
+    this narrow table usually holds a best set; it may miss some."""
+    move = np.rint(core.move / core.step).astype(np.int64)
+    cheap = np.zeros(move.size, dtype=bool)
+    cheap[np.argsort(core.w, kind="stable")[:count]] = True
+    cheap &= core.w <= loss
+    grow, shrink = np.flatnonzero(cheap & (move > 0)), np.flatnonzero(cheap & (move < 0))
+    both = min(grow.size, shrink.size)
+    items = np.concatenate([np.column_stack([grow[:both], shrink[:both]]).ravel(),
+                            grow[both:], shrink[both:]])
+    near = int(np.floor((core.n0 - core.n_r) / core.step))
+    span = _SPAN * int(np.abs(move).max())
+    start, stop = min(near, 0) - span, max(near + 1, 0) + span
+    return _Plan(items, move[items], start, stop, start, stop)
+
+
+def _most_moved(move: np.ndarray, w: np.ndarray, loss: float) -> int:
+    """The most that flips of pool changes |move| and costs w can move the pool while
+    costing at most `loss`: the sum of the k largest, k the most flips whose k cheapest
+    costs stay within `loss`."""
+    k = int(np.searchsorted(np.cumsum(np.sort(w)), loss, side="right"))
+    return int(np.sort(np.abs(move))[move.size - k :].sum())
+
+
+def _phased(core: _Core, loss: float) -> _Plan:
+    """Step 3d: the table over the flips costing at most `loss`, for pool changes that can
+    still end where L <= loss. Shrinking flips (out of R) and growing ones (into R) are
+    taken in two phases, the direction that can move less first, so the pool change moves
+    one way per phase and the table spans only the target interval plus that smaller move.
+    A direction can move at most its total size, and at most the k largest sizes when no
+    k + 1 of its flips cost within `loss`."""
+    step = core.step
+    items = np.flatnonzero(core.w <= loss)
+    move = np.rint(core.move[items] / step).astype(np.int64)
+    up, down = move > 0, move < 0
+    grow = _most_moved(move[up], core.w[items[up]], loss)
+    shrink = _most_moved(move[down], core.w[items[down]], loss)
+    low, high = _pools_within(core, loss, core.n_r - shrink * step, core.n_r + grow * step)
+    low = int(np.floor((low - core.n_r) / step)) - 1
+    high = int(np.ceil((high - core.n_r) / step)) + 1
+    if grow <= shrink:  # shrinks first: the growth still to come lifts the floor
+        items = np.concatenate([items[down], items[up]])
+        start, stop = min(low - grow, 0), max(high, 0)
+    else:
+        items = np.concatenate([items[up], items[down]])
+        start, stop = min(low, 0), max(high + shrink, 0)
+    move = np.rint(core.move[items] / step).astype(np.int64)
+    return _Plan(items, move, start, stop, low, high)
+
+
 def _pools_within(core: _Core, loss: float, low: float, high: float) -> tuple[float, float]:
-    """The pools in [low, high] where L <= loss, as an interval containing n0 (L is convex
-    with its minimum 0 at n0): no set outside it can have a total loss that low, since flip
-    costs are >= 0."""
+    """An interval of pools within [low, high], within one lattice step of the pools where
+    L <= loss (L is convex with its minimum 0 at n0): no set outside it can have a total
+    loss that low, since flip costs are >= 0."""
 
     def edge(inside: float, outside: float) -> float:
         if core.loss(outside) <= loss:
             return outside
-        for _ in range(200):
-            mid = 0.5 * (inside + outside)
-            if mid in (inside, outside):
-                break
-            inside, outside = (mid, outside) if core.loss(mid) <= loss else (inside, mid)
+        while abs(outside - inside) > core.step:
+            grid = np.linspace(inside, outside, 65)
+            k = int(np.argmax(core.loss(grid) > loss))  # the first beyond (the last one is)
+            inside, outside = float(grid[k - 1]), float(grid[k])
         return outside
 
     return edge(core.n0, low), edge(core.n0, high)
 
 
-class _FlipTable:
-    """Step 3d of the module docstring: the cheapest flips for every pool change, over the
-    sellers whose flip alone costs no more than `loss`, for pool changes that can still end
-    where L <= loss. Shrinking flips (out of R) and growing ones (into R) are taken in two
-    phases, the direction with less total size first, so the pool change moves one way per
-    phase and the table spans only the target interval plus that smaller total."""
+def _bit_table(core: _Core, plan: _Plan, bounded: bool = False) -> np.ndarray | None:
+    """The flips of the plan that reach the pool nearest n0 from below or above (L is
+    convex), when every flip is free. The reachable pool changes are the bits of one integer
+    per flip taken. With `bounded`, None unless that pool is the best lattice point next to
+    n0, which no set can beat (a narrow plan may miss some sets)."""
+    start, stop = plan.start, plan.stop
+    full = (1 << (stop - start + 1)) - 1
+    reach = [1 << -start]  # bit x - start: pool change x is reachable
+    for u in plan.move.tolist():
+        bits = reach[-1]
+        reach.append(bits | ((bits << u) & full if u > 0 else bits >> -u))
+    bits = reach.pop()
 
-    def __init__(self, core: _Core, loss: float):
-        self.core = core
-        step = core.step
-        self.items = np.flatnonzero(core.w <= loss)
-        move = np.rint(core.move[self.items] / step).astype(np.int64)
-        low, high = _pools_within(core, loss, core.n_r + min(move.sum(where=move < 0), 0) * step,
-                                  core.n_r + max(move.sum(where=move > 0), 0) * step)
-        self.low = int(np.floor((low - core.n_r) / step)) - 1
-        self.high = int(np.ceil((high - core.n_r) / step)) + 1
-        grow, shrink = int(move[move > 0].sum()), int(-move[move < 0].sum())
-        if grow <= shrink:  # shrinks first: the growth still to come lifts the floor
-            self.items = np.concatenate([self.items[move < 0], self.items[move > 0]])
-            self.start, self.stop = min(self.low - grow, 0), max(self.high, 0)
-        else:
-            self.items = np.concatenate([self.items[move > 0], self.items[move < 0]])
-            self.start, self.stop = min(self.low, 0), max(self.high + shrink, 0)
-        self.move = np.rint(core.move[self.items] / step).astype(np.int64)
-        self.cells = float(self.items.size) * (self.stop - self.start + 1)
+    def loss(x: int) -> float:
+        return float(core.loss(core.n_r + (x + start) * core.step))
 
-    def solve(self) -> np.ndarray:
-        """The flipped sellers of an optimal import set."""
-        core = self.core
-        cheapest = np.full(self.stop - self.start + 1, np.inf)
-        cheapest[-self.start] = 0.0  # index x - start holds pool change x
-        took = []  # per flip, bit i: the cheapest flips of that change include it (packed)
-        for u, cost in zip(self.move.tolist(), core.w[self.items].tolist(), strict=True):
-            better = np.zeros(cheapest.size, dtype=bool)
-            if 0 < u < cheapest.size:
-                shifted = cheapest[:-u] + cost
-                better[u:] = shifted < cheapest[u:]
-                cheapest[better] = shifted[better[u:]]
-            elif -cheapest.size < u < 0:
-                shifted = cheapest[-u:] + cost
-                better[:u] = shifted < cheapest[:u]
-                cheapest[better] = shifted[better[:u]]
-            took.append(np.packbits(better))
-        change = np.arange(self.start, self.stop + 1)
-        with np.errstate(invalid="ignore", divide="ignore"):  # pools <= 0: never reached
-            total = cheapest + core.loss(core.n_r + change * core.step)
-        at = int(np.argmin(np.where(np.isfinite(cheapest), total, np.inf)))
-        flips = []
-        for j in range(self.items.size - 1, -1, -1):
-            if took[j][at >> 3] >> (7 - (at & 7)) & 1:
-                flips.append(self.items[j])
-                at -= int(self.move[j])
-        return np.array(flips, dtype=np.int64)
+    near = min(max(int(np.floor((core.n0 - core.n_r) / core.step)) - start, 0), stop - start)
+    below = bits & ((2 << near) - 1)
+    above = bits >> (near + 1) << (near + 1)
+    at = min((x.bit_length() - 1 for x in (below, above & -above) if x), key=loss)
+    if bounded and loss(at) > min(loss(near), loss(near + 1)):
+        return None
+    flips = []
+    for j in range(plan.items.size - 1, -1, -1):
+        if not reach[j] >> at & 1:
+            flips.append(plan.items[j])
+            at -= int(plan.move[j])
+    return np.array(flips, dtype=np.int64)
+
+
+def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
+    """The cheapest flips of the plan for every pool change, and of them the set with the
+    least loss: (loss, flipped sellers)."""
+    size = plan.stop - plan.start + 1
+    cheapest = np.full(size, np.inf)
+    cheapest[-plan.start] = 0.0  # index x - start holds pool change x
+    took = []  # per flip, bit i: the cheapest flips of that change include it (packed)
+    for u, cost in zip(plan.move.tolist(), core.w[plan.items].tolist(), strict=True):
+        better = np.zeros(size, dtype=bool)
+        if abs(u) < size:  # flip j moves the changes `source` to `target`
+            target, source = (slice(u, None), slice(None, -u)) if u > 0 else (
+                slice(None, u), slice(-u, None))
+            shifted = cheapest[source] + cost
+            np.less(shifted, cheapest[target], out=better[target])
+            np.minimum(cheapest[target], shifted, out=cheapest[target])
+        took.append(np.packbits(better))
+    first = plan.low - plan.start
+    change = np.arange(plan.low, plan.high + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):  # pools <= 0: never reached
+        total = cheapest[first : first + change.size] + core.loss(core.n_r + change * core.step)
+    at = int(np.argmin(np.where(np.isfinite(total), total, np.inf)))
+    found = float(total[at])
+    at += first
+    flips = []
+    for j in range(plan.items.size - 1, -1, -1):
+        if took[j][at >> 3] >> (7 - (at & 7)) & 1:
+            flips.append(plan.items[j])
+            at -= int(plan.move[j])
+    return found, np.array(flips, dtype=np.int64)
 
 
 class _Search:
@@ -576,6 +708,17 @@ class _Search:
         self.hard, self.attempts = _HARD, 0
         # per expansion: (parent state, code of the sellers flipped (bit b: items[b]), items)
         self.history: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def attempt(self, budget: float) -> bool:
+        """Search from the start with at most `budget` work; True when it finished (then
+        best_flips is optimal)."""
+        self.budget, self.work = budget, 0
+        del self.history[:]
+        try:
+            self.run(np.array([self.core.n_r]), np.zeros(1), np.zeros(1), 0)
+        except _OverBudget:
+            return False
+        return True
 
     def bound(self, n, W, own, k: int):
         """Lower bound on the final loss of states (pool n, flip cost W, own loss `own`)

@@ -342,11 +342,11 @@ def test_exact_is_fast_and_exact_with_few_distinct_sizes():
 
 def test_flip_table_equals_brute_force(monkeypatch):
     # no few-sizes shortcut, no depth-first search, and a flip search that hands over at once
-    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_TABLE_COST", 1e12)):
+    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_SEARCH_SHARE", 0.0)):
         monkeypatch.setattr(exact, name, value)
     tables = []
-    solve = exact._FlipTable.solve
-    monkeypatch.setattr(exact._FlipTable, "solve", lambda self: tables.append(1) or solve(self))
+    solve = exact._cost_table
+    monkeypatch.setattr(exact, "_cost_table", lambda *args: tables.append(1) or solve(*args))
     rng = np.random.default_rng(8)
     for _ in range(150):
         k = int(rng.integers(2, 13))
@@ -360,6 +360,58 @@ def test_flip_table_equals_brute_force(monkeypatch):
         got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
         assert got == pytest.approx(all_subset_values(5e5, n_own, sizes, prices).max(), rel=1e-9)
     assert len(tables) > 50
+
+
+@pytest.mark.parametrize(("span", "bits"), [(2, 1 << 28), (0, 1 << 28), (0, 0)])
+def test_free_flips_reach_the_best_subset_sum(monkeypatch, span, bits):
+    # prices exactly proportional to lattice sizes: every flip is free and the best set is
+    # the one whose total comes closest to the relaxation's pool; with span 0 the narrow
+    # table of bits rarely reaches it and the full one decides; with no room for tables the
+    # flip search decides
+    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_SEARCH_SHARE", 0.0),
+                        ("_SPAN", span), ("_BITS", bits)):
+        monkeypatch.setattr(exact, name, value)
+    tables = []
+    table = exact._bit_table
+    monkeypatch.setattr(exact, "_bit_table",
+                        lambda core, plan, bounded=False: tables.append(bounded) or
+                        table(core, plan, bounded))
+    rng = np.random.default_rng(21 + span)
+    for trial in range(100):
+        k = int(rng.integers(2, 13)) if trial < 80 else 150
+        low = int(rng.choice([1, 40, 1000]))
+        sizes = rng.integers(low, low + low // 10 + 3, k) * rng.choice([1.0, 0.5])
+        n_own = float(rng.integers(1, 2000))
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+        prices = 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes
+        chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
+        got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
+        best = (all_subset_values(5e5, n_own, sizes, prices).max() if k <= 12 else
+                lattice_optimum(5e5, n_own, sizes, prices, 0.5))
+        assert got == pytest.approx(best, rel=1e-9)
+    if bits:
+        assert tables.count(True) > 50 and tables.count(False) > (5 if span else 30)
+    else:  # no table fits: the flip search decides
+        assert not tables
+
+
+@pytest.mark.parametrize("K", [1e3, 5e5, 1e8])
+def test_exact_is_fast_on_a_narrow_band_of_sizes_with_tied_prices(K):
+    # sizes within 10 % of each other, prices exactly proportional (a posted price per
+    # sample): subset sums at every buyer, including pools in the gaps between k and k + 1
+    # sellers
+    m = 200
+    N = np.random.default_rng(2).integers(1000, 1100, m).astype(float)
+    for scale in (1e-5, 1e-4, 1e-3):
+        market = (N, scale * N, np.full(m, K), np.zeros((m, m)), 1.0)
+        elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
+        assert elapsed < 1.0
+        tau = ipfl.edge_prices(N, market[1], market[3], market[4])
+        for i in (0, 117):
+            sellers = np.flatnonzero(np.arange(m) != i)
+            got = ipfl.import_value(K, N[i], N[sellers], tau[i, sellers], A[i, sellers])
+            best = lattice_optimum(K, N[i], N[sellers], tau[i, sellers], 1.0)
+            assert got == pytest.approx(best, rel=1e-9)
 
 
 def test_narrow_band_of_integer_sizes_with_near_ties_is_exact():
