@@ -309,6 +309,10 @@ class _Core:
         self.tol = TOL_REL * float(sqrt_k / np.sqrt(base) + p[self.in_r].sum())
         self.step = 0.0  # the size lattice, set by the flip search (which uses it)
 
+    def units(self, flips: np.ndarray) -> np.ndarray:
+        """The pool changes of `flips` in lattice units."""
+        return np.rint(self.move[flips] / self.step).astype(np.int64)
+
     def loss(self, n):
         """L at pool n: (n - n0) (r - mean slope of g over [n0, n]), >= 0."""
         sn, s0 = np.sqrt(n), self.root_n0
@@ -483,7 +487,7 @@ def _tails(core: _Core, seq: np.ndarray, grow: bool) -> list[tuple[float, float,
 
 
 class _OverBudget(Exception):
-    """The flip search has done as much work as the flip table would."""
+    """The flip search has used its budget."""
 
 
 def _solve_core(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray) -> np.ndarray:
@@ -567,7 +571,7 @@ def _alternating(core: _Core, loss: float, count: int) -> _Plan:
     shrinking ones, with pool changes kept within _SPAN largest flips beyond both 0 and the
     lattice points next to n0. Partial sums of alternating flips stay near their end, so
     this narrow table usually holds a best set; it may miss some."""
-    move = np.rint(core.move / core.step).astype(np.int64)
+    move = core.units(np.arange(core.move.size))
     cheap = np.zeros(move.size, dtype=bool)
     cheap[np.argsort(core.w, kind="stable")[:count]] = True
     cheap &= core.w <= loss
@@ -598,7 +602,7 @@ def _phased(core: _Core, loss: float) -> _Plan:
     k + 1 of its flips cost within `loss`."""
     step = core.step
     items = np.flatnonzero(core.w <= loss)
-    move = np.rint(core.move[items] / step).astype(np.int64)
+    move = core.units(items)
     up, down = move > 0, move < 0
     grow = _most_moved(move[up], core.w[items[up]], loss)
     shrink = _most_moved(move[down], core.w[items[down]], loss)
@@ -606,13 +610,11 @@ def _phased(core: _Core, loss: float) -> _Plan:
     low = int(np.floor((low - core.n_r) / step)) - 1
     high = int(np.ceil((high - core.n_r) / step)) + 1
     if grow <= shrink:  # shrinks first: the growth still to come lifts the floor
-        items = np.concatenate([items[down], items[up]])
-        start, stop = min(low - grow, 0), max(high, 0)
+        first, start, stop = down, min(low - grow, 0), max(high, 0)
     else:
-        items = np.concatenate([items[up], items[down]])
-        start, stop = min(low, 0), max(high + shrink, 0)
-    move = np.rint(core.move[items] / step).astype(np.int64)
-    return _Plan(items, move, start, stop, low, high)
+        first, start, stop = up, min(low, 0), max(high + shrink, 0)
+    order = np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)])
+    return _Plan(items[order], move[order], start, stop, low, high)
 
 
 def _pools_within(core: _Core, loss: float, low: float, high: float) -> tuple[float, float]:
