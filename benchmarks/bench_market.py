@@ -86,37 +86,30 @@ def tied_market(m: int, scale: float, noise: float, seed: int):
     return N, cost, K_VALUE, np.zeros((m, m)), LAM
 
 
+def exact_next_to_greedy(label: str, market, repeats: int = 3) -> None:
+    """Print exact and greedy clearing times of one market, side by side."""
+    t_exact = best_of(partial(ipfl.clear_exact, *market), repeats)
+    t_greedy = best_of(partial(ipfl.clear, *market), 3)
+    print(
+        f"{label} clear_exact_seconds={t_exact:.4f} clear_seconds={t_greedy:.4f} "
+        f"exact_over_greedy={t_exact / t_greedy:.1f}"
+    )
+
+
 def tie_benchmarks() -> None:
     for scale in (1e-5, 0.005):
         for noise in (0.0, 1e-6):
-            market = tied_market(200, scale, noise, seed=3)
-            t_exact = best_of(partial(ipfl.clear_exact, *market), 3)
-            t_greedy = best_of(partial(ipfl.clear, *market), 3)
-            print(
-                f"tied_prices m=200 cost={scale}*N noise={noise} "
-                f"clear_exact_seconds={t_exact:.4f} clear_seconds={t_greedy:.4f} "
-                f"exact_over_greedy={t_exact / t_greedy:.1f}"
-            )
+            exact_next_to_greedy(f"tied_prices m=200 cost={scale}*N noise={noise}",
+                                 tied_market(200, scale, noise, seed=3))
     N = np.random.default_rng(0).choice(np.array([123.0, 142.0, 493.0]), 200)
-    market = (N, 1e-4 * N, K_VALUE, np.zeros((200, 200)), LAM)
-    t_exact = best_of(partial(ipfl.clear_exact, *market), 3)
-    t_greedy = best_of(partial(ipfl.clear, *market), 3)
-    print(
-        f"three_sizes m=200 cost=1e-4*N clear_exact_seconds={t_exact:.4f} "
-        f"clear_seconds={t_greedy:.4f} exact_over_greedy={t_exact / t_greedy:.1f}"
-    )
+    exact_next_to_greedy("three_sizes m=200 cost=1e-4*N",
+                         (N, 1e-4 * N, K_VALUE, np.zeros((200, 200)), LAM))
     rng = np.random.default_rng(1)
     N = rng.integers(1000, 1100, 200).astype(float)
     for noise in (0.0, 1e-6):
-        market = (N, 1e-5 * N * (1 + noise * rng.uniform(-1, 1, 200)), K_VALUE,
-                  np.zeros((200, 200)), LAM)
-        t_exact = best_of(partial(ipfl.clear_exact, *market), 1 if noise else 3)
-        t_greedy = best_of(partial(ipfl.clear, *market), 3)
-        print(
-            f"narrow_band m=200 sizes=1000..1099 cost=1e-5*N noise={noise} "
-            f"clear_exact_seconds={t_exact:.4f} clear_seconds={t_greedy:.4f} "
-            f"exact_over_greedy={t_exact / t_greedy:.1f}"
-        )
+        cost = 1e-5 * N * (1 + noise * rng.uniform(-1, 1, 200))
+        exact_next_to_greedy(f"narrow_band m=200 sizes=1000..1099 cost=1e-5*N noise={noise}",
+                             (N, cost, K_VALUE, np.zeros((200, 200)), LAM), 1 if noise else 3)
     m = 50
     rng = np.random.default_rng(50)
     N = rng.uniform(200, 400, m)

@@ -309,6 +309,10 @@ class _Core:
         self.tol = TOL_REL * float(sqrt_k / np.sqrt(base) + p[self.in_r].sum())
         self.step = 0.0  # the size lattice, set by the flip search (which uses it)
 
+    def below_n0(self) -> int:
+        """The pool change, in lattice units, to the lattice point at or just below n0."""
+        return int(np.floor((self.n0 - self.n_r) / self.step))
+
     def units(self, flips: np.ndarray) -> np.ndarray:
         """The pool changes of `flips` in lattice units."""
         return np.rint(self.move[flips] / self.step).astype(np.int64)
@@ -579,7 +583,7 @@ def _alternating(core: _Core, loss: float, count: int) -> _Plan:
     both = min(grow.size, shrink.size)
     items = np.concatenate([np.column_stack([grow[:both], shrink[:both]]).ravel(),
                             grow[both:], shrink[both:]])
-    near = int(np.floor((core.n0 - core.n_r) / core.step))
+    near = core.below_n0()
     span = _SPAN * int(np.abs(move).max())
     start, stop = min(near, 0) - span, max(near + 1, 0) + span
     return _Plan(items, move[items], start, stop, start, stop)
@@ -650,7 +654,7 @@ def _bit_table(core: _Core, plan: _Plan, bounded: bool = False) -> np.ndarray | 
     def loss(x: int) -> float:
         return float(core.loss(core.n_r + (x + start) * core.step))
 
-    near = min(max(int(np.floor((core.n0 - core.n_r) / core.step)) - start, 0), stop - start)
+    near = min(max(core.below_n0() - start, 0), stop - start)
     below = bits & ((2 << near) - 1)
     above = bits >> (near + 1) << (near + 1)
     at = min((x.bit_length() - 1 for x in (below, above & -above) if x), key=loss)
