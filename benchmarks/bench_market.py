@@ -110,6 +110,11 @@ def tie_benchmarks() -> None:
         cost = 1e-5 * N * (1 + noise * rng.uniform(-1, 1, 200))
         exact_next_to_greedy(f"narrow_band m=200 sizes=1000..1099 cost=1e-5*N noise={noise}",
                              (N, cost, K_VALUE, np.zeros((200, 200)), LAM), 1 if noise else 3)
+    rng = np.random.default_rng(0)
+    N = rng.integers(50, 2000, 200).astype(float)
+    N[rng.random(200) < 0.1] *= 1.3  # a tenth report 1.3 times their data: no common lattice
+    exact_next_to_greedy("misreported_sizes m=200 sizes=50..1999 (10% x1.3) cost=0.005*N",
+                         (N, 0.005 * N, K_VALUE, np.zeros((200, 200)), LAM))
     m = 50
     rng = np.random.default_rng(50)
     N = rng.uniform(200, 400, m)

@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is solved in one of five ways, all exact:
+3. The core is solved in one of six ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, including
       first, bounded by the continuous relaxation of what is left. It settles a typical
@@ -50,20 +50,33 @@ Why the answer is exact. g is increasing and concave, so:
       table over the flips gives the cheapest flips for every pool change in lattice units,
       and the best pool directly. Only sellers whose flip alone costs no more than the best
       state's loss can flip, and only pools where L alone stays within that loss can be
-      optimal. Shrinking and growing flips are taken in two phases, the direction that can
-      move the pool less first, so the table spans the target pools plus that move: at
-      most a direction's total size, and at most its k largest sizes when no k + 1 of its
-      flips cost within the loss. The flip search goes first and hands over once it has
-      taken about as long as the table would. Before a large table (at most 2^28 cells), a
-      narrow one over the 64 cheapest flips, alternating between the two directions and
-      spanning two largest sizes around n0, supplies a state close to the best, which
-      narrows the large table by its loss.
+      optimal. After the first t flips, the table keeps only the partial pool changes that
+      the flips taken can reach and those left can bring back to those pools: a direction's
+      flips move the pool by at most its k largest sizes when no k + 1 of them cost within
+      the loss, and when k of its smallest would overshoot the target pools by more than the
+      other direction can move. Each direction is taken by ascending cost, so the flips left
+      grow dearer and their reach shrinks; of three orders (by cost, shrinking flips first,
+      growing flips first) the one with the fewest cells is used. The flip search goes first
+      and hands over once it has taken about as long as the table would. Before a large
+      table (at most 2^28 cells), a narrow one over the 64 cheapest flips, alternating
+      between the two directions and spanning two largest sizes around n0, supplies a state
+      close to the best, which narrows the large table by its loss.
    e. Every flip free (prices per sample tie exactly, on a lattice): the best set reaches
       the reachable pool nearest n0, below or above (L is convex), a subset-sum question
       answered by tables of bits (one integer per flip, shifted and or-ed). The narrow
       table of alternating flips goes first; when it reaches the lattice point next to n0
-      with the least L, no set can do better. Otherwise the two-phase table of bits (at
-      most 2^28) decides; when the tables are large the flip search goes first.
+      with the least L, no set can do better. Otherwise the table of bits over the ranges of
+      3d (at most 2^28 cells) decides; when the tables are large the flip search goes first.
+   f. Every flip free, integral sizes but for at most 24 others (sizes reported as a
+      multiple of the true ones, say), after a short flip search: a table of bits lists the
+      pool changes the integral flips reach; for a set S of the others, the best pool is
+      the reachable lattice point next to n0 below or above. Were every lattice point
+      reachable, the best S would follow from the subset sums of the others mod g (meet in
+      the middle); that bound is exact when its set is reachable, and otherwise the sets S
+      whose pools can still win (at most 2^16 of them) are paired with their reachable
+      points one by one. With more than 24 such sizes, sizes within 2^-44 (relative) of
+      multiples of 10^-k, k <= 3 (a decimal factor such as 1.3), are moved onto that lattice
+      and 3e applies: every pool moves by less than 2^-44 of itself, far less than ``tol``.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -78,18 +91,20 @@ first. When exact ties keep the search growing, further meet-in-the-middle searc
 (subsets of 12 tied sellers of spread sizes against all pairs of up to 120 others) and a
 local search (the best toggle of up to four sellers) look for a state within ``tol``, after
 which everything is pruned; with lattice sizes the rounded bound is attained exactly. On a
-lattice, exact ties go to the tables of bits (3e) and near ties to the flip table (3d). The
-problem contains subset sum (with all prices per sample equal, the best set is the one whose
-total size comes closest to the relaxation's pool), so no exact method is fast on every
-input. The slowest known inputs are integer sizes in a narrow band (all within 10 % of each
-other) with prices per sample tied to within 1e-6 to 1e-3: about 15 ms per buyer, a few
-seconds per round at m = 200. Non-lattice sizes of that kind have no table and can take
-minutes per buyer. Above 2^15 states the search continues depth-first over halves, so
-memory stays bounded while the answer stays exact.
+lattice, exact ties go to the tables of bits (3e) and near ties to the flip table (3d); exact
+ties on integral sizes with a few others go to 3f. The problem contains subset sum (with all
+prices per sample equal, the best set is the one whose total size comes closest to the
+relaxation's pool), so no exact method is fast on every input. The slowest known inputs are
+integer sizes in a narrow band (all within 10 % of each other) with prices per sample tied to
+within 1e-6 to 1e-3: about 5 ms per buyer, about a second per round at m = 200. Non-lattice
+sizes of that kind, and exact ties with more than 24 sizes off the lattice, have no table
+and can take minutes per buyer. Above 2^15 states the search continues depth-first over
+halves, so memory stays bounded while the answer stays exact.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -114,6 +129,10 @@ _QUICK_BITS = 1 << 23  # tables of free flips this small go before the flip sear
 _SPAN = 2  # the table of alternating flips reaches this many largest flips beyond its ends
 _NEAR_FLIPS = 64  # the cheapest flips in that table
 _NARROW_GAIN = 4  # that table goes first when the full one has this many times its cells
+_OFF_LATTICE, _PAIRS = 24, 1 << 16  # free flips off the others' lattice: at most 24, and
+# at most this many of their sets paired one by one
+_OFF_STATES = 16  # search states per seller before the free flips off the lattice are tried
+_SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved onto it
 
 
 def marginal(sqrt_k, n_before, size):
@@ -270,6 +289,19 @@ def _pool_at_slope(sqrt_k: float, slope):
     return (0.5 * sqrt_k / slope) ** (2.0 / 3.0)
 
 
+def _decimal_lattice(sizes: np.ndarray) -> float:
+    """The largest g = (integer) / 10^k, k <= 3, such that every size lies within _SNAP
+    (relative) of a multiple of g, or 0: data sizes reported as a decimal multiple of the
+    true ones (1.3 times, say) are multiples of 0.1 up to float rounding. Snapped onto g,
+    every pool moves by less than _SNAP of itself, which changes V far less than ``tol``."""
+    for k in range(1, 4):
+        units = sizes * 10.0**k
+        near = np.rint(units)
+        if np.all(np.abs(units - near) <= _SNAP * units) and near.sum() < 2.0**52:
+            return float(np.gcd.reduce(near.astype(np.int64))) / 10.0**k
+    return 0.0
+
+
 def _lattice(sizes: np.ndarray) -> float:
     """The largest g such that every size is a multiple of g (sizes are binary fractions,
     so g = gcd / 2^bits exactly), or 0 when the sums of sizes in units of g would not be
@@ -288,7 +320,8 @@ def _lattice(sizes: np.ndarray) -> float:
 class _Core:
     """Step 2 of the module docstring: the relaxation, the flips and the loss L."""
 
-    def __init__(self, sqrt_k: float, base: float, s: np.ndarray, p: np.ndarray):
+    def __init__(self, sqrt_k: float, base: float, s: np.ndarray, p: np.ndarray,
+                 snapped: float = 0.0):
         self.sqrt_k = sqrt_k
         q, order, pool, b = _relaxation(sqrt_k, base, s, p)
         self.n_r = float(pool[b - 1]) if b else base  # the pool of R
@@ -303,8 +336,9 @@ class _Core:
         self.size = s
         self.move = np.where(self.in_r, -s, s)  # pool change of a flip
         w = np.where(self.in_r, -1.0, 1.0) * (p - r * s)
-        # a flip cost within rounding of p - r s is an exact tie: zero
-        self.w = np.where(w > 16 * np.finfo(float).eps * (p + r * s), w, 0.0)
+        # a flip cost within rounding of p - r s (and of snapping the sizes, by `snapped`
+        # relative) is an exact tie: zero
+        self.w = np.where(w > (16 * np.finfo(float).eps + snapped) * (p + r * s), w, 0.0)
         self.rho = self.w / s
         self.tol = TOL_REL * float(sqrt_k / np.sqrt(base) + p[self.in_r].sum())
         self.step = 0.0  # the size lattice, set by the flip search (which uses it)
@@ -495,9 +529,15 @@ class _OverBudget(Exception):
 
 
 def _solve_core(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray) -> np.ndarray:
-    """Steps 3b, 3d and 3e of the module docstring: a mask over the core sellers."""
+    """Steps 3b, 3d, 3e and 3f of the module docstring: a mask over the core sellers."""
     core = _Core(sqrt_k, base, sizes, prices)
-    core.step = _lattice(core.size)
+    core.step = _lattice(sizes)
+    off = np.count_nonzero(sizes != np.floor(sizes))
+    if not core.step and not core.w.any() and off > _OFF_LATTICE:  # too many for step 3f
+        snap = _decimal_lattice(sizes)
+        if snap:
+            core = _Core(sqrt_k, base, np.rint(sizes / snap) * snap, prices, _SNAP)
+            core.step = snap
     result = core.in_r.copy()
     result[_flips(core)] ^= True
     return result
@@ -510,8 +550,14 @@ def _flips(core: _Core) -> np.ndarray:
     if core.step and not core.w.any():
         return _free_flips(core)
     search = _started_search(core)
+    if not core.step and not core.w.any():
+        if search.attempt(core.w.size * _OFF_STATES):
+            return search.best_flips
+        found = _off_lattice(core, search.best)
+        if found is not None:
+            return found[1] if found[0] < search.best else search.best_flips
     if core.step:
-        plan = _phased(core, search.best + core.tol)
+        plan = _ranged(core, search.best + core.tol)
         near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
         if search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
             return search.best_flips
@@ -519,7 +565,7 @@ def _flips(core: _Core) -> np.ndarray:
             found, flips = _cost_table(core, near)
             if found < search.best:
                 search.best, search.best_flips = found, flips
-                plan = _phased(core, search.best + core.tol)
+                plan = _ranged(core, search.best + core.tol)
         if plan.cells <= _CELLS:
             return _cost_table(core, plan)[1]
     search.attempt(np.inf)
@@ -531,13 +577,18 @@ def _free_flips(core: _Core) -> np.ndarray:
     alternating flips first (it decides when it reaches the best lattice point next to n0).
     When they are large, the flip search goes first with a share of their time."""
     near = _alternating(core, 0.0, core.w.size)
-    plan = _phased(core, float(core.loss(core.n_r)))
-    cells = min(near.cells, plan.cells)
+    quick = near.bits <= min(_QUICK_BITS, _BITS)
+    flips = _bit_table(core, near, bounded=True) if quick else None
+    if flips is not None:
+        return flips
+    plan = _ranged(core, float(core.loss(core.n_r)), bits=True)
+    cells = min(near.bits, plan.bits)
     search = _started_search(core) if cells > _QUICK_BITS else None
     if search and search.attempt(cells * _SEARCH_SHARE / _BIT_GAIN):
         return search.best_flips
-    flips = _bit_table(core, near, bounded=True) if near.cells <= _BITS else None
-    if flips is None and plan.cells <= _BITS:
+    if not quick and near.bits <= _BITS:
+        flips = _bit_table(core, near, bounded=True)
+    if flips is None and plan.bits <= _BITS:
         flips = _bit_table(core, plan)
     if flips is not None:
         return flips
@@ -555,18 +606,32 @@ def _started_search(core: _Core) -> _Search:
 
 class _Plan(NamedTuple):
     """A table over flips: `items` taken in this order, their pool changes `move` in lattice
-    units, partial pool changes kept within [start, stop], final ones looked for within
-    [low, high]."""
+    units; after the first t of them, partial pool changes are kept within [lows[t],
+    highs[t]], and final ones looked for within [low, high]."""
 
     items: np.ndarray
     move: np.ndarray
-    start: int
-    stop: int
+    lows: np.ndarray
+    highs: np.ndarray
     low: int
     high: int
 
     @property
+    def start(self) -> int:
+        return int(self.lows.min())
+
+    @property
+    def stop(self) -> int:
+        return int(self.highs.max())
+
+    @property
     def cells(self) -> float:
+        """Cells of the flip table, which keeps to the ranges."""
+        return float(np.maximum(self.highs[1:] - self.lows[1:] + 1, 0).sum())
+
+    @property
+    def bits(self) -> float:
+        """Cells of the table of bits, which spans [start, stop] at every flip."""
         return float(self.items.size) * (self.stop - self.start + 1)
 
 
@@ -586,70 +651,133 @@ def _alternating(core: _Core, loss: float, count: int) -> _Plan:
     near = core.below_n0()
     span = _SPAN * int(np.abs(move).max())
     start, stop = min(near, 0) - span, max(near + 1, 0) + span
-    return _Plan(items, move[items], start, stop, start, stop)
+    ends = np.full(items.size + 1, start), np.full(items.size + 1, stop)
+    return _Plan(items, move[items], *ends, start, stop)
 
 
-def _most_moved(move: np.ndarray, w: np.ndarray, loss: float) -> int:
-    """The most that flips of pool changes |move| and costs w can move the pool while
-    costing at most `loss`: the sum of the k largest, k the most flips whose k cheapest
-    costs stay within `loss`."""
-    k = int(np.searchsorted(np.cumsum(np.sort(w)), loss, side="right"))
-    return int(np.sort(np.abs(move))[move.size - k :].sum())
+def _most_moved(sizes: np.ndarray, w: np.ndarray, loss: float, cap: int) -> tuple[np.ndarray, ...]:
+    """For the flips of one direction sorted by cost w, and each i = 0..n: upper bounds on
+    how far the flips after the first i, and the first i, can move the pool while costing at
+    most `loss`. k flips (k at most `cap`, and at most the number whose k cheapest costs fit
+    within `loss`) move it by at most the k largest sizes of the direction, at most k times
+    the largest size among them, and at most their total size."""
+    n = sizes.size
+    i = np.arange(n + 1)
+    spent = np.zeros(n + 1)
+    np.cumsum(w, out=spent[1:])
+    budget = loss * (1 + 1e-9)
+    left = np.minimum(np.searchsorted(spent, spent + budget, side="right") - 1 - i, cap)
+    taken = np.minimum(np.minimum(i, np.searchsorted(spent, budget, side="right") - 1), cap)
+    largest, total = np.zeros(n + 1, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.sort(sizes)[::-1], out=largest[1:])
+    np.cumsum(sizes, out=total[1:])
+    widest_left, widest_taken = np.zeros(n + 1, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)
+    widest_left[:-1] = np.maximum.accumulate(sizes[::-1])[::-1]
+    widest_taken[1:] = np.maximum.accumulate(sizes)
+    return (np.minimum(np.minimum(largest[left], left * widest_left), total[-1] - total),
+            np.minimum(np.minimum(largest[taken], taken * widest_taken), total))
 
 
-def _phased(core: _Core, loss: float) -> _Plan:
+def _ranged(core: _Core, loss: float, bits: bool = False) -> _Plan:
     """Step 3d: the table over the flips costing at most `loss`, for pool changes that can
-    still end where L <= loss. Shrinking flips (out of R) and growing ones (into R) are
-    taken in two phases, the direction that can move less first, so the pool change moves
-    one way per phase and the table spans only the target interval plus that smaller move.
-    A direction can move at most its total size, and at most the k largest sizes when no
-    k + 1 of its flips cost within `loss`."""
+    still end where L <= loss. After the first t flips, a partial pool change x is kept only
+    when the flips taken can reach it and those left can bring it back: low - (most the
+    growing flips left can move) <= x <= high + (most the shrinking ones left can move),
+    and -(most the shrinking flips taken can move) <= x <= (most the growing ones taken can
+    move). A direction's flips move the pool by at most its k largest sizes when no k + 1
+    of them cost within `loss`, and when k of its smallest would overshoot the target pools
+    by more than the other direction can move. Each direction is taken by ascending cost, so
+    the flips left grow dearer and their reach shrinks; of the orders by cost, shrinking
+    first and growing first, the one with the fewest cells (`bits`: for the table of bits)
+    is kept."""
     step = core.step
     items = np.flatnonzero(core.w <= loss)
+    items = items[np.argsort(core.w[items], kind="stable")]
     move = core.units(items)
     up, down = move > 0, move < 0
-    grow = _most_moved(move[up], core.w[items[up]], loss)
-    shrink = _most_moved(move[down], core.w[items[down]], loss)
+    sizes = [np.abs(move[flips]) for flips in (up, down)]
+    costs = [core.w[items[flips]] for flips in (up, down)]
+    budget = loss * (1 + 1e-9)
+    grow, shrink = (int(np.sort(s)[s.size - np.searchsorted(np.cumsum(c), budget, "right"):].sum())
+                    for s, c in zip(sizes, costs, strict=True))
     low, high = _pools_within(core, loss, core.n_r - shrink * step, core.n_r + grow * step)
     low = int(np.floor((low - core.n_r) / step)) - 1
     high = int(np.ceil((high - core.n_r) / step)) + 1
-    if grow <= shrink:  # shrinks first: the growth still to come lifts the floor
-        first, start, stop = down, min(low - grow, 0), max(high, 0)
-    else:
-        first, start, stop = up, min(low, 0), max(high + shrink, 0)
-    order = np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)])
-    return _Plan(items[order], move[order], start, stop, low, high)
+    caps = [max(room // int(s.min()), 0) if s.size else 0
+            for s, room in zip(sizes, (high + shrink, grow - low), strict=True)]
+    (grow_left, grow_taken), (shrink_left, shrink_taken) = (
+        _most_moved(s, c, loss, cap) for s, c, cap in zip(sizes, costs, caps, strict=True))
+    growing, shrinking = np.flatnonzero(up), np.flatnonzero(down)
+    plans = []
+    for order in (np.arange(items.size), np.concatenate([shrinking, growing]),
+                  np.concatenate([growing, shrinking])):
+        ups = np.zeros(items.size + 1, dtype=np.int64)
+        downs = np.zeros_like(ups)
+        np.cumsum(up[order], out=ups[1:])
+        np.cumsum(down[order], out=downs[1:])
+        lows = np.maximum(low - grow_left[ups], -shrink_taken[downs])
+        highs = np.minimum(high + shrink_left[downs], grow_taken[ups])
+        plans.append(_Plan(items[order], move[order], lows, highs, low, high))
+    return min(plans, key=lambda plan: plan.bits if bits else plan.cells)
 
 
 def _pools_within(core: _Core, loss: float, low: float, high: float) -> tuple[float, float]:
-    """An interval of pools within [low, high], within one lattice step of the pools where
-    L <= loss (L is convex with its minimum 0 at n0): no set outside it can have a total
-    loss that low, since flip costs are >= 0."""
+    """An interval of pools within [low, high] holding every pool where L <= loss (L is
+    convex with its minimum 0 at n0): no set outside it can have a total loss that low,
+    since flip costs are >= 0. Each end is found by Newton's method from outside: L is
+    convex, so each tangent's crossing of `loss` still lies outside, and the steps shrink
+    quadratically near the crossing."""
+    sqrt_k, n0, r = core.sqrt_k, core.n0, core.r
 
-    def edge(inside: float, outside: float) -> float:
-        if core.loss(outside) <= loss:
-            return outside
-        while abs(outside - inside) > core.step:
-            grid = np.linspace(inside, outside, 65)
-            k = int(np.argmax(core.loss(grid) > loss))  # the first beyond (the last one is)
-            inside, outside = float(grid[k - 1]), float(grid[k])
-        return outside
+    def edge(n: float) -> float:
+        for _ in range(64):
+            sn, s0 = math.sqrt(n), core.root_n0
+            over = (n - n0) * (r - sqrt_k / (sn * s0 * (sn + s0))) - loss
+            slope = r - 0.5 * sqrt_k / (n * sn)
+            if over <= 0.0 or slope == 0.0:
+                return n
+            step = over / slope
+            if abs(step) < 0.25 * core.step:
+                return n
+            n -= step
+        return n
 
-    return edge(core.n0, low), edge(core.n0, high)
+    return edge(low), edge(high)
+
+
+def _reach_bits(moves: np.ndarray, start: int, stop: int) -> list[int]:
+    """Tables of bits: entry t has bit x - start set when the first t of `moves` (pool
+    changes in lattice units) can change the pool by x, partial changes kept within [start,
+    stop]."""
+    full = (1 << (stop - start + 1)) - 1
+    reach = [1 << -start]
+    for u in moves.tolist():
+        bits = reach[-1]
+        if abs(u) <= stop - start:  # a longer move always leaves the range
+            bits |= (bits << u) & full if u > 0 else bits >> -u
+        reach.append(bits)
+    return reach
+
+
+def _traced(reach: list[int], items: np.ndarray, moves: np.ndarray, at: int) -> np.ndarray:
+    """The items whose moves reach bit `at` of the last table of `reach`."""
+    flips = []
+    for j in range(items.size - 1, -1, -1):
+        if not reach[j] >> at & 1:
+            flips.append(items[j])
+            at -= int(moves[j])
+    return np.array(flips, dtype=np.int64)
 
 
 def _bit_table(core: _Core, plan: _Plan, bounded: bool = False) -> np.ndarray | None:
     """The flips of the plan that reach the pool nearest n0 from below or above (L is
     convex), when every flip is free. The reachable pool changes are the bits of one integer
-    per flip taken. With `bounded`, None unless that pool is the best lattice point next to
-    n0, which no set can beat (a narrow plan may miss some sets)."""
+    per flip taken (sets that leave the plan's ranges but stay within [start, stop] are
+    kept: they are sets all the same). With `bounded`, None unless that pool is the best
+    lattice point next to n0, which no set can beat (a narrow plan may miss some sets)."""
     start, stop = plan.start, plan.stop
-    full = (1 << (stop - start + 1)) - 1
-    reach = [1 << -start]  # bit x - start: pool change x is reachable
-    for u in plan.move.tolist():
-        bits = reach[-1]
-        reach.append(bits | ((bits << u) & full if u > 0 else bits >> -u))
-    bits = reach.pop()
+    reach = _reach_bits(plan.move, start, stop)
+    bits = reach[-1]
 
     def loss(x: int) -> float:
         return float(core.loss(core.n_r + (x + start) * core.step))
@@ -660,40 +788,125 @@ def _bit_table(core: _Core, plan: _Plan, bounded: bool = False) -> np.ndarray | 
     at = min((x.bit_length() - 1 for x in (below, above & -above) if x), key=loss)
     if bounded and loss(at) > min(loss(near), loss(near + 1)):
         return None
-    flips = []
-    for j in range(plan.items.size - 1, -1, -1):
-        if not reach[j] >> at & 1:
-            flips.append(plan.items[j])
-            at -= int(plan.move[j])
-    return np.array(flips, dtype=np.int64)
+    return _traced(reach[:-1], plan.items, plan.move, at)
+
+
+def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
+    """Step 3f of the module docstring: every flip free, integral sizes but for at most
+    _OFF_LATTICE others. Returns (loss, flips) of the best set whose loss is below `loss`,
+    (inf, none) when there is none, or None when the step does not apply or cannot decide.
+
+    The flips of the others, S, move the pool by f_S; the integral flips then reach
+    changes d (in units g of their lattice) listed by a table of bits, complete for the
+    pools where L < `loss`. The best pool with S is the reachable lattice point next to n0
+    below or above (L is convex). If every d were reachable, that would be n0 - delta_S or
+    n0 - delta_S + g with delta_S = (n0 - n_r - f_S) mod g: the least and the largest
+    delta_S come from the two halves' subset sums mod g, one half sorted (meet in the
+    middle). This bounds every set from below, so when the bound's best set is reachable,
+    it is optimal. Otherwise the sets S so paired give a good set, and only the S whose
+    pools can lie where L beats it count; when at most _PAIRS of them do, each is paired
+    with its reachable lattice points."""
+    integral = core.size == np.floor(core.size)
+    off, on = np.flatnonzero(~integral), np.flatnonzero(integral)
+    g = _lattice(core.size[on]) if on.size else 0.0
+    if not 0 < off.size <= _OFF_LATTICE or not g:
+        return None
+    halves = off[: off.size // 2], off[off.size // 2 :]
+    first, second = (_subset_sums(core.move[h], np.zeros(h.size))[0] for h in halves)
+    low, high = _pools_within(core, loss, core.n_r + core.move[core.move < 0].sum(),
+                              core.n_r + core.move[core.move > 0].sum())
+    moves = np.rint(core.move[on] / g).astype(np.int64)
+    grow, shrink = int(moves[moves > 0].sum()), int(-moves[moves < 0].sum())
+    least = max(int(np.floor((low - core.n_r - first.max() - second.max()) / g)) - 1, -shrink)
+    most = min(int(np.ceil((high - core.n_r - first.min() - second.min()) / g)) + 1, grow)
+    spans = [(max(min(least - grow, 0), -shrink), max(most, 0)),  # shrinking flips first
+             (min(least, 0), min(max(most + shrink, 0), grow))]  # growing flips first
+    shrinks_first = spans[0][1] - spans[0][0] <= spans[1][1] - spans[1][0]
+    start, stop = spans[0] if shrinks_first else spans[1]
+    if on.size * (stop - start + 1.0) > _BITS:
+        return None
+    order = np.argsort(moves if shrinks_first else -moves, kind="stable")
+    reach = _reach_bits(moves[order], start, stop)
+    bits = np.unpackbits(np.frombuffer(reach[-1].to_bytes((stop - start) // 8 + 1, "little"),
+                                       dtype=np.uint8), bitorder="little")
+    at = np.flatnonzero(bits[least - start : most - start + 1]) + least  # reachable changes
+    if not at.size:
+        return np.inf, np.zeros(0, dtype=np.int64)
+    gap = core.n0 - core.n_r
+
+    def best(i: np.ndarray, j: np.ndarray) -> tuple[float, int, int, int]:
+        """Of the sets S = (i, j), with the reachable changes next to n0: (loss, i, j, d)."""
+        shift = first[i] + second[j]
+        under = np.searchsorted(at, np.floor((gap - shift) / g), side="right") - 1
+        change = np.concatenate([at[np.maximum(under, 0)], at[np.minimum(under + 1, at.size - 1)]])
+        losses = core.loss(core.n_r + np.tile(shift, 2) + change * g)
+        k = int(np.argmin(losses))
+        return float(losses[k]), int(i[k % i.size]), int(j[k % i.size]), int(change[k])
+
+    by_residue = np.argsort(np.mod(second, g), kind="stable")
+    residue = np.mod(second, g)[by_residue]
+    target = np.mod(gap - first, g)
+    below = np.searchsorted(residue, target, side="right") - 1  # -1: the largest (wraps)
+    above = np.where(below + 1 == residue.size, 0, below + 1)  # past the end: the least
+    i = np.tile(np.arange(first.size), 2)
+    j = by_residue[np.concatenate([below, above])]
+    pools = core.n0 - np.mod(gap - first[i] - second[j], g) + np.repeat([0.0, g], first.size)
+    found = best(i, j)
+    possible = pools[pools > 0]  # if every change were reachable; pools are positive
+    if possible.size and found[0] > core.loss(possible).min() + core.tol:
+        low, high = _pools_within(core, min(found[0], loss), low, high)
+        by_size = np.argsort(second, kind="stable")
+        sizes = second[by_size]
+        lo = np.searchsorted(sizes, low - core.n_r - at[-1] * g - first)
+        hi = np.searchsorted(sizes, high - core.n_r - at[0] * g - first, side="right")
+        count = np.maximum(hi - lo, 0)
+        if count.sum() > _PAIRS:
+            return None
+        i = np.repeat(np.arange(first.size), count)
+        j = by_size[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count - lo, count)]
+        if i.size:
+            found = min(found, best(i, j))
+    value, i, j, change = found
+    flips = [halves[0][b] for b in range(halves[0].size) if i >> b & 1]
+    flips += [halves[1][b] for b in range(halves[1].size) if j >> b & 1]
+    return value, np.concatenate([np.array(flips, dtype=np.int64),
+                                  _traced(reach[:-1], on[order], moves[order], change - start)])
 
 
 def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
     """The cheapest flips of the plan for every pool change, and of them the set with the
     least loss: (loss, flipped sellers)."""
-    size = plan.stop - plan.start + 1
-    cheapest = np.full(size, np.inf)
-    cheapest[-plan.start] = 0.0  # index x - start holds pool change x
-    took = []  # per flip, bit i: the cheapest flips of that change include it (packed)
-    for u, cost in zip(plan.move.tolist(), core.w[plan.items].tolist(), strict=True):
-        better = np.zeros(size, dtype=bool)
-        if abs(u) < size:  # flip j moves the changes `source` to `target`
-            target, source = (slice(u, None), slice(None, -u)) if u > 0 else (
-                slice(None, u), slice(-u, None))
-            shifted = cheapest[source] + cost
-            np.less(shifted, cheapest[target], out=better[target])
-            np.minimum(cheapest[target], shifted, out=cheapest[target])
-        took.append(np.packbits(better))
-    first = plan.low - plan.start
-    change = np.arange(plan.low, plan.high + 1)
+    start = plan.start
+    cheapest = np.full(plan.stop - start + 1, np.inf)
+    cheapest[-start] = 0.0  # index x - start holds pool change x
+    lows, highs = plan.lows - start, plan.highs - start
+    took = []  # per flip: the first index it updates, and bit i: the cheapest flips there
+    # include it (packed)
+    for t, (u, cost) in enumerate(zip(plan.move.tolist(), core.w[plan.items].tolist(),
+                                      strict=True)):
+        first = max(int(lows[t + 1]), int(lows[t]) + u)
+        last = min(int(highs[t + 1]), int(highs[t]) + u)
+        if first > last:
+            took.append((0, np.zeros(0, dtype=np.uint8)))
+            continue
+        target = cheapest[first : last + 1]
+        shifted = cheapest[first - u : last + 1 - u] + cost
+        better = shifted < target
+        np.minimum(target, shifted, out=target)
+        took.append((first, np.packbits(better)))
+    first = max(plan.low, int(plan.lows[-1])) - start
+    change = np.arange(first, min(plan.high, int(plan.highs[-1])) - start + 1)
     with np.errstate(invalid="ignore", divide="ignore"):  # pools <= 0: never reached
-        total = cheapest[first : first + change.size] + core.loss(core.n_r + change * core.step)
-    at = int(np.argmin(np.where(np.isfinite(total), total, np.inf)))
-    found = float(total[at])
-    at += first
+        total = cheapest[change] + core.loss(core.n_r + (change + start) * core.step)
+    if not np.isfinite(total).any():
+        return np.inf, np.zeros(0, dtype=np.int64)
+    at = int(change[np.argmin(np.where(np.isfinite(total), total, np.inf))])
+    found = float(cheapest[at] + core.loss(core.n_r + (at + start) * core.step))
     flips = []
     for j in range(plan.items.size - 1, -1, -1):
-        if took[j][at >> 3] >> (7 - (at & 7)) & 1:
+        first, bits = took[j]
+        x = at - first
+        if 0 <= x < 8 * bits.size and bits[x >> 3] >> (7 - (x & 7)) & 1:
             flips.append(plan.items[j])
             at -= int(plan.move[j])
     return found, np.array(flips, dtype=np.int64)

@@ -424,6 +424,135 @@ def test_narrow_band_of_integer_sizes_with_near_ties_is_exact():
         assert got == pytest.approx(lattice_optimum(5e5, n_own, sizes, prices, 1.0), rel=1e-9)
 
 
+@pytest.mark.parametrize("noise", [0.0, 1e-6, 0.3])
+def test_flip_table_ranges_hold_every_set_that_can_win(noise):
+    # after each flip of the plan's order, every set whose loss stays within the budget has
+    # its partial pool change inside the plan's range, and its final one in [low, high]
+    rng = np.random.default_rng(int(noise * 1e7) + 5)
+    for _ in range(60):
+        k = int(rng.integers(2, 11))
+        sizes = rng.integers(1, rng.choice([5, 60, 400]), k) * rng.choice([1.0, 0.5])
+        n_own = float(rng.choice([1.0, 100.0, 1e4]))
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+        prices = 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+        core = exact._Core(np.sqrt(5e5), n_own, sizes, prices)
+        core.step = exact._lattice(core.size)
+        flipped = (np.arange(2**k)[:, None] >> np.arange(k)) & 1 == 1
+        totals = core.loss(core.n_r + flipped @ core.move) + flipped @ core.w
+        budget = float(np.quantile(totals, rng.uniform(0.0, 0.5))) + core.tol
+        for bits in (False, True):
+            plan = exact._ranged(core, budget, bits)
+            units = core.units(plan.items)
+            for sets in flipped[totals <= budget]:
+                partial = np.concatenate([[0], np.cumsum(units * sets[plan.items])])
+                assert sets[plan.items].sum() == sets.sum()  # every flip it takes is planned
+                assert np.all((plan.lows <= partial) & (partial <= plan.highs))
+                assert plan.low <= partial[-1] <= plan.high
+
+
+@pytest.mark.parametrize(("factor", "snap"), [(1.3, False), ("random", False), (1.3, True),
+                                              (0.7, True)])
+def test_free_flips_with_misreported_sizes_equal_brute_force(monkeypatch, factor, snap):
+    # prices exactly proportional to sizes, some sizes reported as a multiple of integral
+    # ones, so there is no lattice: the subset sums of the misreported sizes meet the
+    # integral flips' table of bits (step 3f), or, when there are too many of them
+    # (forced here), decimal factors put the sizes on a lattice of 0.1 up to rounding
+    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_OFF_STATES", 0),
+                        ("_OFF_LATTICE", 0 if snap else 24)):
+        monkeypatch.setattr(exact, name, value)
+    decided, snapped = [], []
+    solve, lattice = exact._off_lattice, exact._decimal_lattice
+    monkeypatch.setattr(exact, "_off_lattice",
+                        lambda core, loss: decided.append(1) or solve(core, loss))
+    monkeypatch.setattr(exact, "_decimal_lattice",
+                        lambda sizes: snapped.append(lattice(sizes)) or snapped[-1])
+    rng = np.random.default_rng(31)
+    for _ in range(120):
+        k = int(rng.integers(2, 13))
+        low = int(rng.choice([1, 50, 1000]))
+        sizes = rng.integers(low, 20 * low + 2, k).astype(float)
+        liars = rng.random(k) < rng.uniform(0.1, 0.9)
+        sizes[liars] *= rng.uniform(0.5, 2.0, liars.sum()) if factor == "random" else factor
+        n_own = float(rng.choice([1.0, 100.0, 1e4]))
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+        prices = 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes
+        chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
+        got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
+        assert got == pytest.approx(all_subset_values(5e5, n_own, sizes, prices).max(), rel=1e-9)
+    if snap:
+        assert sum(step == 0.1 for step in snapped) > 40 and not decided
+    else:
+        assert len(decided) > 40 and not snapped
+
+
+@pytest.mark.parametrize("share", [0.1, 0.3])
+@pytest.mark.parametrize(("K", "scale"), [(1e3, 1e-4), (5e5, 0.005)])
+def test_exact_is_fast_when_some_sizes_are_misreported_and_prices_tie(K, scale, share):
+    # a share of the sellers report 1.3 times their integral data size, prices per sample
+    # tie exactly: without steps 3f (a tenth) and the decimal lattice (three tenths) these
+    # markets took 17 s to 196 s
+    m = 200
+    rng = np.random.default_rng(0)
+    N = rng.integers(50, 2000, m).astype(float)
+    N[rng.random(m) < share] *= 1.3
+    market = (N, scale * N, np.full(m, K), np.zeros((m, m)), 1.0)
+    elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
+    assert elapsed < 1.0
+    tau = ipfl.edge_prices(N, market[1], market[3], market[4])
+    for i in (5, 117):
+        sellers = np.flatnonzero(np.arange(m) != i)
+        got = ipfl.import_value(K, N[i], N[sellers], tau[i, sellers], A[i, sellers])
+        best = lattice_optimum(K, N[i], N[sellers], tau[i, sellers], 0.1)
+        assert got == pytest.approx(best, rel=1e-9)
+
+
+def mixed_optimum(K, n_own, sizes, prices, odd):
+    """Exact optimum when the sizes but those flagged `odd` are integers: every subset of
+    the odd ones on top of the integral ones' knapsack table."""
+    steps = sizes[~odd].astype(int)
+    cheapest = np.full(steps.sum() + 1, np.inf)
+    cheapest[0] = 0.0
+    for size, price in zip(steps, prices[~odd], strict=True):
+        cheapest[size:] = np.minimum(cheapest[size:], cheapest[:-size] + price)
+    total = np.flatnonzero(np.isfinite(cheapest))
+    q = int(odd.sum())
+    members = ((np.arange(1 << q)[:, None] >> np.arange(q)) & 1).astype(bool)
+    moved, spent = members @ sizes[odd], members @ prices[odd]
+    gains = ipfl.gain(K, n_own, n_own + total[None, :] + moved[:, None])
+    return float(np.max(gains - cheapest[total][None, :] - spent[:, None]))
+
+
+def test_exact_is_fast_and_exact_when_sizes_are_misreported_by_odd_factors():
+    # ten sellers report their data size times a random factor (no lattice at all), prices
+    # per sample tie exactly: step 3f
+    m = 200
+    rng = np.random.default_rng(4)
+    N = rng.integers(50, 500, m).astype(float)
+    odd = np.zeros(m, dtype=bool)
+    odd[rng.choice(m, 10, replace=False)] = True
+    N[odd] *= rng.uniform(0.5, 2.0, 10)
+    for K, scale in ((1e3, 1e-4), (5e5, 0.005), (5e5, 1e-4)):
+        market = (N, scale * N, np.full(m, K), np.zeros((m, m)), 1.0)
+        elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
+        assert elapsed < 1.0
+        tau = ipfl.edge_prices(N, market[1], market[3], market[4])
+        for i in (3, 150):
+            sellers = np.flatnonzero(np.arange(m) != i)
+            got = ipfl.import_value(K, N[i], N[sellers], tau[i, sellers], A[i, sellers])
+            best = mixed_optimum(K, N[i], N[sellers], tau[i, sellers], odd[sellers])
+            assert got == pytest.approx(best, rel=1e-9)
+
+
+def test_free_flips_with_a_move_beyond_the_table_stay_exact():
+    # two sellers on a lattice of 2^-39: the relaxation's pool lies within one flip, and the
+    # other flip moves the pool by 1.5e14 lattice units, far beyond the table of bits
+    sizes = np.array([211.0, 278.0686167])
+    prices = 3.33608786e-09 / 211.0 * sizes
+    chosen = ipfl.best_import_set(1.0, 1e7, sizes, prices)
+    got = ipfl.import_value(1.0, 1e7, sizes, prices, chosen)
+    assert got == pytest.approx(all_subset_values(1.0, 1e7, sizes, prices).max(), rel=1e-9)
+
+
 def test_best_import_set_takes_free_sellers():
     chosen = ipfl.best_import_set(5e5, 100.0, [10.0, 20.0, 30.0], [0.0, -1.0, 1e9])
     assert chosen.tolist() == [True, True, False]
