@@ -708,17 +708,19 @@ def _ranged(core: _Core, loss: float, bits: bool = False) -> _Plan:
     (grow_left, grow_taken), (shrink_left, shrink_taken) = (
         _most_moved(s, c, loss, cap) for s, c, cap in zip(sizes, costs, caps, strict=True))
     growing, shrinking = np.flatnonzero(up), np.flatnonzero(down)
-    plans = []
-    for order in (np.arange(items.size), np.concatenate([shrinking, growing]),
-                  np.concatenate([growing, shrinking])):
-        ups = np.zeros(items.size + 1, dtype=np.int64)
-        downs = np.zeros_like(ups)
-        np.cumsum(up[order], out=ups[1:])
-        np.cumsum(down[order], out=downs[1:])
-        lows = np.maximum(low - grow_left[ups], -shrink_taken[downs])
-        highs = np.minimum(high + shrink_left[downs], grow_taken[ups])
-        plans.append(_Plan(items[order], move[order], lows, highs, low, high))
-    return min(plans, key=lambda plan: plan.bits if bits else plan.cells)
+    orders = np.stack([np.arange(items.size), np.concatenate([shrinking, growing]),
+                       np.concatenate([growing, shrinking])])
+    ups = np.zeros((3, items.size + 1), dtype=np.int64)  # growing flips among the first t
+    np.cumsum(up[orders], axis=1, out=ups[:, 1:])
+    downs = np.arange(items.size + 1) - ups
+    lows = np.maximum(low - grow_left[ups], -shrink_taken[downs])
+    highs = np.minimum(high + shrink_left[downs], grow_taken[ups])
+    if bits:
+        cells = highs.max(axis=1) - lows.min(axis=1)
+    else:
+        cells = np.maximum(highs[:, 1:] - lows[:, 1:] + 1, 0).sum(axis=1)
+    k = int(np.argmin(cells))
+    return _Plan(items[orders[k]], move[orders[k]], lows[k], highs[k], low, high)
 
 
 def _pools_within(core: _Core, loss: float, low: float, high: float) -> tuple[float, float]:
