@@ -225,6 +225,11 @@ def lattice_optimum(K, n_own, sizes, prices, unit):
     return float(np.max(ipfl.gain(K, n_own, n_own + total * unit) - cheapest[total]))
 
 
+def on_lattice(unit):
+    """lattice_optimum as the `optimum` of assert_fast_and_exact."""
+    return lambda K, n_own, sizes, prices, _: lattice_optimum(K, n_own, sizes, prices, unit)
+
+
 def proportional_market(m, scale, noise, seed, n_range=(50.0, 2000.0)):
     """Cost proportional to data size (price per sample tied across sellers), D = 0."""
     rng = np.random.default_rng(seed)
@@ -238,6 +243,20 @@ def cpu_seconds(fn, *args):
     start = time.process_time()
     out = fn(*args)
     return time.process_time() - start, out
+
+
+def assert_fast_and_exact(market, buyers, optimum):
+    """clear_exact clears `market` within a second of CPU, and each of `buyers` imports a
+    set worth optimum(K_i, N_i, sizes, prices) over the other sellers."""
+    N, cost, K, D, lam = market
+    elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
+    assert elapsed < 1.0
+    tau = ipfl.edge_prices(N, cost, D, lam)
+    for i in buyers:
+        sellers = np.flatnonzero(np.arange(N.size) != i)
+        got = ipfl.import_value(K[i], N[i], N[sellers], tau[i, sellers], A[i, sellers])
+        assert got == pytest.approx(optimum(K[i], N[i], N[sellers], tau[i, sellers], sellers),
+                                    rel=1e-9)
 
 
 @pytest.mark.parametrize("scale", [1e-5, 0.005])
@@ -330,14 +349,7 @@ def test_exact_is_fast_and_exact_with_few_distinct_sizes():
     m = 200
     N = np.random.default_rng(0).choice(np.array([123.0, 142.0, 493.0]), m)
     market = (N, 1e-4 * N, np.full(m, 5e5), np.zeros((m, m)), 1.0)
-    elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
-    assert elapsed < 1.0
-    tau = ipfl.edge_prices(N, market[1], market[3], market[4])
-    for i in range(0, m, 40):
-        sellers = np.flatnonzero(np.arange(m) != i)
-        got = ipfl.import_value(5e5, N[i], N[sellers], tau[i, sellers], A[i, sellers])
-        best = lattice_optimum(5e5, N[i], N[sellers], tau[i, sellers], 1.0)
-        assert got == pytest.approx(best, rel=1e-9)
+    assert_fast_and_exact(market, range(0, m, 40), on_lattice(1.0))
 
 
 def test_flip_table_equals_brute_force(monkeypatch):
@@ -404,14 +416,7 @@ def test_exact_is_fast_on_a_narrow_band_of_sizes_with_tied_prices(K):
     N = np.random.default_rng(2).integers(1000, 1100, m).astype(float)
     for scale in (1e-5, 1e-4, 1e-3):
         market = (N, scale * N, np.full(m, K), np.zeros((m, m)), 1.0)
-        elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
-        assert elapsed < 1.0
-        tau = ipfl.edge_prices(N, market[1], market[3], market[4])
-        for i in (0, 117):
-            sellers = np.flatnonzero(np.arange(m) != i)
-            got = ipfl.import_value(K, N[i], N[sellers], tau[i, sellers], A[i, sellers])
-            best = lattice_optimum(K, N[i], N[sellers], tau[i, sellers], 1.0)
-            assert got == pytest.approx(best, rel=1e-9)
+        assert_fast_and_exact(market, (0, 117), on_lattice(1.0))
 
 
 def test_narrow_band_of_integer_sizes_with_near_ties_is_exact():
@@ -496,14 +501,7 @@ def test_exact_is_fast_when_some_sizes_are_misreported_and_prices_tie(K, scale, 
     N = rng.integers(50, 2000, m).astype(float)
     N[rng.random(m) < share] *= 1.3
     market = (N, scale * N, np.full(m, K), np.zeros((m, m)), 1.0)
-    elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
-    assert elapsed < 1.0
-    tau = ipfl.edge_prices(N, market[1], market[3], market[4])
-    for i in (5, 117):
-        sellers = np.flatnonzero(np.arange(m) != i)
-        got = ipfl.import_value(K, N[i], N[sellers], tau[i, sellers], A[i, sellers])
-        best = lattice_optimum(K, N[i], N[sellers], tau[i, sellers], 0.1)
-        assert got == pytest.approx(best, rel=1e-9)
+    assert_fast_and_exact(market, (5, 117), on_lattice(0.1))
 
 
 def mixed_optimum(K, n_own, sizes, prices, odd):
@@ -533,14 +531,8 @@ def test_exact_is_fast_and_exact_when_sizes_are_misreported_by_odd_factors():
     N[odd] *= rng.uniform(0.5, 2.0, 10)
     for K, scale in ((1e3, 1e-4), (5e5, 0.005), (5e5, 1e-4)):
         market = (N, scale * N, np.full(m, K), np.zeros((m, m)), 1.0)
-        elapsed, A = cpu_seconds(ipfl.clear_exact, *market)
-        assert elapsed < 1.0
-        tau = ipfl.edge_prices(N, market[1], market[3], market[4])
-        for i in (3, 150):
-            sellers = np.flatnonzero(np.arange(m) != i)
-            got = ipfl.import_value(K, N[i], N[sellers], tau[i, sellers], A[i, sellers])
-            best = mixed_optimum(K, N[i], N[sellers], tau[i, sellers], odd[sellers])
-            assert got == pytest.approx(best, rel=1e-9)
+        assert_fast_and_exact(market, (3, 150), lambda K, n, sizes, prices, sellers:
+                              mixed_optimum(K, n, sizes, prices, odd[sellers]))
 
 
 def test_free_flips_with_a_move_beyond_the_table_stay_exact():
