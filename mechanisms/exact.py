@@ -550,7 +550,8 @@ def _flips(core: _Core) -> np.ndarray:
     if core.step and not core.w.any():
         return _free_flips(core)
     search = _started_search(core)
-    if not core.step and not core.w.any():
+    odd = np.count_nonzero(core.size != np.floor(core.size))
+    if not core.step and not core.w.any() and 0 < odd <= min(_OFF_LATTICE, core.size.size - 1):
         if search.attempt(core.w.size * _OFF_STATES):
             return search.best_flips
         found = _off_lattice(core, search.best)
