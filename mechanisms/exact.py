@@ -67,14 +67,14 @@ Why the answer is exact. g is increasing and concave, so:
       table of alternating flips goes first; when it reaches the lattice point next to n0
       with the least L, no set can do better. Otherwise the table of bits over the ranges of
       3d (at most 2^28 cells) decides; when the tables are large the flip search goes first.
-   f. Every flip free, integral sizes but for at most 24 others (sizes reported as a
+   f. Every flip free, integral sizes but for at most 32 others (sizes reported as a
       multiple of the true ones, say), after a short flip search: a table of bits lists the
       pool changes the integral flips reach; for a set S of the others, the best pool is
       the reachable lattice point next to n0 below or above. Were every lattice point
       reachable, the best S would follow from the subset sums of the others mod g (meet in
       the middle); that bound is exact when its set is reachable, and otherwise the sets S
       whose pools can still win (at most 2^16 of them) are paired with their reachable
-      points one by one. With more than 24 such sizes, sizes within 2^-44 (relative) of
+      points one by one. With more than 32 such sizes, sizes within 2^-44 (relative) of
       multiples of 10^-k, k <= 3 (a decimal factor such as 1.3), are moved onto that lattice
       and 3e applies: every pool moves by less than 2^-44 of itself, far less than ``tol``.
 
@@ -97,7 +97,7 @@ prices per sample equal, the best set is the one whose total size comes closest 
 relaxation's pool), so no exact method is fast on every input. The slowest known inputs are
 integer sizes in a narrow band (all within 10 % of each other) with prices per sample tied to
 within 1e-6 to 1e-3: about 5 ms per buyer, about a second per round at m = 200. Non-lattice
-sizes of that kind, and exact ties with more than 24 sizes off the lattice, have no table
+sizes of that kind, and exact ties with more than 32 sizes off the lattice, have no table
 and can take minutes per buyer. Above 2^15 states the search continues depth-first over
 halves, so memory stays bounded while the answer stays exact.
 """
@@ -129,7 +129,7 @@ _QUICK_BITS = 1 << 23  # tables of free flips this small go before the flip sear
 _SPAN = 2  # the table of alternating flips reaches this many largest flips beyond its ends
 _NEAR_FLIPS = 64  # the cheapest flips in that table
 _NARROW_GAIN = 4  # that table goes first when the full one has this many times its cells
-_OFF_LATTICE, _PAIRS = 24, 1 << 16  # free flips off the others' lattice: at most 24, and
+_OFF_LATTICE, _PAIRS = 32, 1 << 16  # free flips off the others' lattice: at most 32, and
 # at most this many of their sets paired one by one
 _OFF_STATES = 16  # search states per seller before the free flips off the lattice are tried
 _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved onto it

@@ -463,7 +463,7 @@ def test_free_flips_with_misreported_sizes_equal_brute_force(monkeypatch, factor
     # integral flips' table of bits (step 3f), or, when there are too many of them
     # (forced here), decimal factors put the sizes on a lattice of 0.1 up to rounding
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_OFF_STATES", 0),
-                        ("_OFF_LATTICE", 0 if snap else 24)):
+                        ("_OFF_LATTICE", 0 if snap else 32)):
         monkeypatch.setattr(exact, name, value)
     decided, snapped = [], []
     solve, lattice = exact._off_lattice, exact._decimal_lattice
