@@ -342,6 +342,8 @@ class _Core:
         self.rho = self.w / s
         self.tol = TOL_REL * float(sqrt_k / np.sqrt(base) + p[self.in_r].sum())
         self.step = 0.0  # the size lattice, set by the flip search (which uses it)
+        self.integral = s == np.floor(s)  # sizes on the integers (step 3f handles the others)
+        self.odd = int(np.count_nonzero(~self.integral))
 
     def below_n0(self) -> int:
         """The pool change, in lattice units, to the lattice point at or just below n0."""
@@ -532,8 +534,7 @@ def _solve_core(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarra
     """Steps 3b, 3d, 3e and 3f of the module docstring: a mask over the core sellers."""
     core = _Core(sqrt_k, base, sizes, prices)
     core.step = _lattice(sizes)
-    off = np.count_nonzero(sizes != np.floor(sizes))
-    if not core.step and not core.w.any() and off > _OFF_LATTICE:  # too many for step 3f
+    if not core.step and not core.w.any() and core.odd > _OFF_LATTICE:  # too many for 3f
         snap = _decimal_lattice(sizes)
         if snap:
             core = _Core(sqrt_k, base, np.rint(sizes / snap) * snap, prices, _SNAP)
@@ -550,8 +551,7 @@ def _flips(core: _Core) -> np.ndarray:
     if core.step and not core.w.any():
         return _free_flips(core)
     search = _started_search(core)
-    odd = np.count_nonzero(core.size != np.floor(core.size))
-    if not core.step and not core.w.any() and 0 < odd <= min(_OFF_LATTICE, core.size.size - 1):
+    if not core.step and not core.w.any() and 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
         if search.attempt(core.w.size * _OFF_STATES):
             return search.best_flips
         found = _off_lattice(core, search.best)
@@ -809,8 +809,7 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     it is optimal. Otherwise the sets S so paired give a good set, and only the S whose
     pools can lie where L beats it count; when at most _PAIRS of them do, each is paired
     with its reachable lattice points."""
-    integral = core.size == np.floor(core.size)
-    off, on = np.flatnonzero(~integral), np.flatnonzero(integral)
+    off, on = np.flatnonzero(~core.integral), np.flatnonzero(core.integral)
     g = _lattice(core.size[on]) if on.size else 0.0
     if not 0 < off.size <= _OFF_LATTICE or not g:
         return None

@@ -205,10 +205,14 @@ def test_exact_is_fast_at_two_hundred():
     )
 
 
+def subsets(k):
+    """Every subset of k items as a (2^k, k) bool matrix; row r holds the bits of r."""
+    return ((np.arange(1 << k)[:, None] >> np.arange(k)) & 1).astype(bool)
+
+
 def all_subset_values(K, n_own, sizes, prices):
     """Brute force: G(S) - sum_S prices for every subset S, vectorised."""
-    k = len(sizes)
-    members = ((np.arange(1 << k)[:, None] >> np.arange(k)) & 1).astype(bool)
+    members = subsets(len(sizes))
     return ipfl.gain(K, n_own, n_own + members @ sizes) - members @ prices
 
 
@@ -442,7 +446,7 @@ def test_flip_table_ranges_hold_every_set_that_can_win(noise):
         prices = 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
         core = exact._Core(np.sqrt(5e5), n_own, sizes, prices)
         core.step = exact._lattice(core.size)
-        flipped = (np.arange(2**k)[:, None] >> np.arange(k)) & 1 == 1
+        flipped = subsets(k)
         totals = core.loss(core.n_r + flipped @ core.move) + flipped @ core.w
         budget = float(np.quantile(totals, rng.uniform(0.0, 0.5))) + core.tol
         for bits in (False, True):
@@ -513,8 +517,7 @@ def mixed_optimum(K, n_own, sizes, prices, odd):
     for size, price in zip(steps, prices[~odd], strict=True):
         cheapest[size:] = np.minimum(cheapest[size:], cheapest[:-size] + price)
     total = np.flatnonzero(np.isfinite(cheapest))
-    q = int(odd.sum())
-    members = ((np.arange(1 << q)[:, None] >> np.arange(q)) & 1).astype(bool)
+    members = subsets(int(odd.sum()))
     moved, spent = members @ sizes[odd], members @ prices[odd]
     gains = ipfl.gain(K, n_own, n_own + total[None, :] + moved[:, None])
     return float(np.max(gains - cheapest[total][None, :] - spent[:, None]))
