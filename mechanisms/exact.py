@@ -56,11 +56,13 @@ Why the answer is exact. g is increasing and concave, so:
       the loss, and when k of its smallest would overshoot the target pools by more than the
       other direction can move. Each direction is taken by ascending cost, so the flips left
       grow dearer and their reach shrinks; of three orders (by cost, shrinking flips first,
-      growing flips first) the one with the fewest cells is used. The flip search goes first
-      and hands over once it has taken about as long as the table would. Before a large
-      table (at most 2^28 cells), a narrow one over the 64 cheapest flips, alternating
-      between the two directions and spanning two largest sizes around n0, supplies a state
-      close to the best, which narrows the large table by its loss.
+      growing flips first) the one with the fewest cells is used. A narrow table over the
+      64 cheapest flips, alternating between the two directions and spanning two largest
+      sizes around n0, supplies a state close to the best when it is small (at most 2^19
+      cells; else the meet-in-the-middle search below does), and the table narrowed by that
+      state's loss is built at once when it has at most 2^21 cells. A larger one (at most
+      2^28) waits for the flip search, which hands over once it has taken about as long as
+      the table would, and is first narrowed by the alternating table.
    e. Every flip free (prices per sample tie exactly, on a lattice): the best set reaches
       the reachable pool nearest n0, below or above (L is convex), a subset-sum question
       answered by tables of bits (one integer per flip, shifted and or-ed). The narrow
@@ -104,6 +106,7 @@ halves, so memory stays bounded while the answer stays exact.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -121,6 +124,9 @@ _POLISH_ROUNDS = 4  # rounds of the local search
 _GOLDEN = 0.6180339887498949  # spreads the tied sellers picked by successive attempts
 _DISTINCT, _COMBINATIONS = 4, 1 << 15  # few sizes: at most 4, this many count combinations
 _CELLS = 1 << 28  # largest flip table (flippable sellers x pool changes in lattice units)
+_SMALL_CELLS = 1 << 21  # flip tables this small go before the flip search
+_NEAR_CELLS = 1 << 19  # a table of alternating flips this small supplies the first state
+_LOOSE_CELLS = 1 << 24  # larger flip tables record their choices packed, one bit per cell
 _SEARCH_SHARE = 1 / 256  # flip-search states per table cell before the table takes over
 # (a state takes about as long as 250 flip-table cells)
 _BITS = 1 << 28  # largest table of free flips (one bit per cell)
@@ -545,30 +551,45 @@ def _solve_core(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarra
 
 
 def _flips(core: _Core) -> np.ndarray:
-    """The flips of an optimal set: the flip search, handing over to the flip table (on a
-    size lattice) once it has taken about as long as the table would. A large table is
-    first narrowed by the best state of the table of alternating flips."""
+    """The flips of an optimal set: the flip tables on a size lattice (3d, 3e), the free
+    flips off the lattice (3f), or else the flip search."""
     if core.step and not core.w.any():
         return _free_flips(core)
+    if core.step:
+        return _table_flips(core)
     search = _started_search(core)
-    if not core.step and not core.w.any() and 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
+    if not core.w.any() and 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
         if search.attempt(core.w.size * _OFF_STATES):
             return search.best_flips
         found = _off_lattice(core, search.best)
         if found is not None:
             return found[1] if found[0] < search.best else search.best_flips
-    if core.step:
-        plan = _ranged(core, search.best + core.tol)
-        near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
+    search.attempt(np.inf)
+    return search.best_flips
+
+
+def _table_flips(core: _Core) -> np.ndarray:
+    """Step 3d of the module docstring. A small table of alternating flips supplies the
+    first state (else the meet-in-the-middle search does), and a small flip table decides
+    at once. A large one waits for the flip search, which hands over once it has taken
+    about as long as the table would; before it, the table of alternating flips narrows
+    it by its best state's loss."""
+    search = _Search(core, np.lexsort((core.size, core.w)))
+    near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
+    narrowed = near.cells <= _NEAR_CELLS
+    if narrowed:
+        search.offer(*_cost_table(core, near))
+    else:
+        search.first_state()
+    plan = _ranged(core, search.best + core.tol)
+    if plan.cells > _SMALL_CELLS:
         if search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
             return search.best_flips
-        if plan.cells > _NARROW_GAIN * near.cells and near.cells <= _CELLS:
-            found, flips = _cost_table(core, near)
-            if found < search.best:
-                search.best, search.best_flips = found, flips
-                plan = _ranged(core, search.best + core.tol)
-        if plan.cells <= _CELLS:
-            return _cost_table(core, plan)[1]
+        gain = plan.cells > _NARROW_GAIN * near.cells and near.cells <= _CELLS
+        if not narrowed and gain and search.offer(*_cost_table(core, near)):
+            plan = _ranged(core, search.best + core.tol)
+    if plan.cells <= _CELLS:
+        return _cost_table(core, plan)[1]
     search.attempt(np.inf)
     return search.best_flips
 
@@ -881,21 +902,22 @@ def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
     start = plan.start
     cheapest = np.full(plan.stop - start + 1, np.inf)
     cheapest[-start] = 0.0  # index x - start holds pool change x
+    shifted = np.empty_like(cheapest)
     lows, highs = plan.lows - start, plan.highs - start
-    took = []  # per flip: the first index it updates, and bit i: the cheapest flips there
-    # include it (packed)
-    for t, (u, cost) in enumerate(zip(plan.move.tolist(), core.w[plan.items].tolist(),
-                                      strict=True)):
-        first = max(int(lows[t + 1]), int(lows[t]) + u)
-        last = min(int(highs[t + 1]), int(highs[t]) + u)
-        if first > last:
-            took.append((0, np.zeros(0, dtype=np.uint8)))
+    firsts = np.maximum(lows[1:], lows[:-1] + plan.move)
+    ends = np.minimum(highs[1:], highs[:-1] + plan.move) + 1
+    packed = plan.cells > _LOOSE_CELLS
+    took = []  # per flip: bit x - first is set where the cheapest flips include it
+    for first, end, u, cost in zip(firsts.tolist(), ends.tolist(), plan.move.tolist(),
+                                   core.w[plan.items].tolist(), strict=True):
+        if first >= end:
+            took.append(np.zeros(0, dtype=bool))
             continue
-        target = cheapest[first : last + 1]
-        shifted = cheapest[first - u : last + 1 - u] + cost
-        better = shifted < target
-        np.minimum(target, shifted, out=target)
-        took.append((first, np.packbits(better)))
+        target = cheapest[first:end]
+        via = np.add(cheapest[first - u : end - u], cost, out=shifted[: end - first])
+        better = via < target
+        took.append(np.packbits(better) if packed else better)
+        np.minimum(target, via, out=target)
     first = max(plan.low, int(plan.lows[-1])) - start
     change = np.arange(first, min(plan.high, int(plan.highs[-1])) - start + 1)
     with np.errstate(invalid="ignore", divide="ignore"):  # pools <= 0: never reached
@@ -906,9 +928,12 @@ def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
     found = float(cheapest[at] + core.loss(core.n_r + (at + start) * core.step))
     flips = []
     for j in range(plan.items.size - 1, -1, -1):
-        first, bits = took[j]
-        x = at - first
-        if 0 <= x < 8 * bits.size and bits[x >> 3] >> (7 - (x & 7)) & 1:
+        x, bits = at - int(firsts[j]), took[j]
+        if packed:
+            taken = 0 <= x < 8 * bits.size and bits[x >> 3] >> (7 - (x & 7)) & 1
+        else:
+            taken = 0 <= x < bits.size and bits[x]
+        if taken:
             flips.append(plan.items[j])
             at -= int(plan.move[j])
     return found, np.array(flips, dtype=np.int64)
@@ -924,7 +949,6 @@ class _Search:
         self.core, self.seq = core, seq
         self.budget, self.work = np.inf, 0  # states expanded, and the most allowed
         self.best, self.best_flips = float(core.loss(core.n_r)), np.zeros(0, dtype=np.int64)
-        self.ups, self.downs = _tails(core, seq, True), _tails(core, seq, False)
         self.tied = seq[core.w[seq] == 0]  # free flips: prices per sample tie
         self.hard, self.attempts = _HARD, 0
         # per expansion: (parent state, code of the sellers flipped (bit b: items[b]), items)
@@ -941,10 +965,15 @@ class _Search:
             return False
         return True
 
+    @functools.cached_property
+    def tails(self) -> tuple[list, list]:
+        """The `tail` arguments of :meth:`_Core.onward` for every k, growing and shrinking."""
+        return _tails(self.core, self.seq, True), _tails(self.core, self.seq, False)
+
     def bound(self, n, W, own, k: int):
         """Lower bound on the final loss of states (pool n, flip cost W, own loss `own`)
         with the sellers seq[k:] left: no more flips, flips in one direction, or both."""
-        core, up, down = self.core, self.ups[k], self.downs[k]
+        core, up, down = self.core, self.tails[0][k], self.tails[1][k]
         out = np.minimum(own, np.minimum(core.onward(n, up, True), core.onward(n, down, False)))
         if up[3] and down[3]:
             fixed = max(up[0] * up[2] + down[0] * down[2], up[1] + down[1])
@@ -959,6 +988,13 @@ class _Search:
             picked += [items[b] for b in range(items.size) if c >> b & 1]
             j = int(parent[j])
         return np.array(picked, dtype=np.int64)
+
+    def offer(self, loss: float, flips: np.ndarray) -> bool:
+        """Keep the set `flips` of total loss `loss` when it beats the best; True if so."""
+        if loss < self.best:
+            self.best, self.best_flips = loss, flips
+            return True
+        return False
 
     def first_state(self) -> None:
         """A good state to start from: the meet-in-the-middle search over the 2 * _HALF
