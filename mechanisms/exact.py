@@ -62,7 +62,11 @@ Why the answer is exact. g is increasing and concave, so:
       cells; else the meet-in-the-middle search below does), and the table narrowed by that
       state's loss is built at once when it has at most 2^21 cells. A larger one (at most
       2^28) waits for the flip search, which hands over once it has taken about as long as
-      the table would, and is first narrowed by the alternating table.
+      the table would, and is first narrowed by the alternating table. The table adds flip
+      costs in whole units of tol / (4 k), rounded up, with k the most flips a set within
+      the loss can have, as 16- or 32-bit integers when those hold every sum within the
+      loss: its best set is within tol / 4 of the best, and each cell takes a quarter or
+      half the memory traffic.
    e. Every flip free (prices per sample tie exactly, on a lattice): the best set reaches
       the reachable pool nearest n0, below or above (L is convex), a subset-sum question
       answered by tables of bits (one integer per flip, shifted and or-ed). The narrow
@@ -629,7 +633,8 @@ def _started_search(core: _Core) -> _Search:
 class _Plan(NamedTuple):
     """A table over flips: `items` taken in this order, their pool changes `move` in lattice
     units; after the first t of them, partial pool changes are kept within [lows[t],
-    highs[t]], and final ones looked for within [low, high]."""
+    highs[t]], and final ones looked for within [low, high]. Sets whose loss is at most
+    `budget` flip at most `most` sellers."""
 
     items: np.ndarray
     move: np.ndarray
@@ -637,6 +642,8 @@ class _Plan(NamedTuple):
     highs: np.ndarray
     low: int
     high: int
+    budget: float
+    most: int
 
     @property
     def start(self) -> int:
@@ -674,7 +681,7 @@ def _alternating(core: _Core, loss: float, count: int) -> _Plan:
     span = _SPAN * int(np.abs(move).max())
     start, stop = min(near, 0) - span, max(near + 1, 0) + span
     ends = np.full(items.size + 1, start), np.full(items.size + 1, stop)
-    return _Plan(items, move[items], *ends, start, stop)
+    return _Plan(items, move[items], *ends, start, stop, loss, items.size)
 
 
 def _most_moved(sizes: np.ndarray, w: np.ndarray, loss: float, cap: int) -> tuple[np.ndarray, ...]:
@@ -720,8 +727,8 @@ def _ranged(core: _Core, loss: float, bits: bool = False) -> _Plan:
     sizes = [np.abs(move[flips]) for flips in (up, down)]
     costs = [core.w[items[flips]] for flips in (up, down)]
     budget = loss * (1 + 1e-9)
-    grow, shrink = (int(np.sort(s)[s.size - np.searchsorted(np.cumsum(c), budget, "right"):].sum())
-                    for s, c in zip(sizes, costs, strict=True))
+    counts = [int(np.searchsorted(np.cumsum(c), budget, "right")) for c in costs]
+    grow, shrink = (int(np.sort(s)[s.size - k :].sum()) for s, k in zip(sizes, counts, strict=True))
     low, high = _pools_within(core, loss, core.n_r - shrink * step, core.n_r + grow * step)
     low = int(np.floor((low - core.n_r) / step)) - 1
     high = int(np.ceil((high - core.n_r) / step)) + 1
@@ -742,7 +749,8 @@ def _ranged(core: _Core, loss: float, bits: bool = False) -> _Plan:
     else:
         cells = np.maximum(highs[:, 1:] - lows[:, 1:] + 1, 0).sum(axis=1)
     k = int(np.argmin(cells))
-    return _Plan(items[orders[k]], move[orders[k]], lows[k], highs[k], low, high)
+    most = sum(min(count, cap) for count, cap in zip(counts, caps, strict=True))
+    return _Plan(items[orders[k]], move[orders[k]], lows[k], highs[k], low, high, loss, most)
 
 
 def _pools_within(core: _Core, loss: float, low: float, high: float) -> tuple[float, float]:
@@ -896,12 +904,30 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
                                   _traced(reach[:-1], on[order], moves[order], change - start)])
 
 
+def _cost_units(core: _Core, plan: _Plan) -> tuple[np.ndarray, float, float]:
+    """The flip costs the flip table adds up: (costs, unit, top). Costs are counted in whole
+    units of tol / (4 most), rounded up, in the narrowest integer type whose range holds
+    every sum within the budget below `top` (the value of cells no such sum reaches):
+    fewer bytes per cell. A set's cost in units then exceeds its cost by less than one unit
+    per flip, so the table's best set is within tol / 4 of the best one within the budget,
+    which flips at most `most` sellers. When no type fits, costs stay float64 (unit 1, top
+    inf)."""
+    w = core.w[plan.items]
+    unit = core.tol / (4 * max(plan.most, 1))
+    reach = plan.budget / unit + plan.most  # at most this many units within the budget
+    for dtype, top in ((np.int16, 1 << 14), (np.int32, 1 << 30)):
+        if reach < top - 1:  # top + any cost (at most reach) stays within the type
+            return np.ceil(w / unit).astype(dtype), unit, top
+    return w, 1.0, np.inf
+
+
 def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
     """The cheapest flips of the plan for every pool change, and of them the set with the
     least loss: (loss, flipped sellers)."""
     start = plan.start
-    cheapest = np.full(plan.stop - start + 1, np.inf)
-    cheapest[-start] = 0.0  # index x - start holds pool change x
+    costs, unit, top = _cost_units(core, plan)
+    cheapest = np.full(plan.stop - start + 1, top, dtype=costs.dtype)
+    cheapest[-start] = 0  # index x - start holds pool change x; top: not reached
     shifted = np.empty_like(cheapest)
     lows, highs = plan.lows - start, plan.highs - start
     firsts = np.maximum(lows[1:], lows[:-1] + plan.move)
@@ -909,7 +935,7 @@ def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
     packed = plan.cells > _LOOSE_CELLS
     took = []  # per flip: bit x - first is set where the cheapest flips include it
     for first, end, u, cost in zip(firsts.tolist(), ends.tolist(), plan.move.tolist(),
-                                   core.w[plan.items].tolist(), strict=True):
+                                   costs.tolist(), strict=True):
         if first >= end:
             took.append(np.zeros(0, dtype=bool))
             continue
@@ -917,15 +943,16 @@ def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
         via = np.add(cheapest[first - u : end - u], cost, out=shifted[: end - first])
         better = via < target
         took.append(np.packbits(better) if packed else better)
-        np.minimum(target, via, out=target)
+        np.minimum(target, via, out=target)  # never above top, so sums cannot overflow
     first = max(plan.low, int(plan.lows[-1])) - start
     change = np.arange(first, min(plan.high, int(plan.highs[-1])) - start + 1)
+    change = change[cheapest[change] < top]
     with np.errstate(invalid="ignore", divide="ignore"):  # pools <= 0: never reached
-        total = cheapest[change] + core.loss(core.n_r + (change + start) * core.step)
+        total = cheapest[change] * unit + core.loss(core.n_r + (change + start) * core.step)
     if not np.isfinite(total).any():
         return np.inf, np.zeros(0, dtype=np.int64)
     at = int(change[np.argmin(np.where(np.isfinite(total), total, np.inf))])
-    found = float(cheapest[at] + core.loss(core.n_r + (at + start) * core.step))
+    pool = core.n_r + (at + start) * core.step
     flips = []
     for j in range(plan.items.size - 1, -1, -1):
         x, bits = at - int(firsts[j]), took[j]
@@ -936,7 +963,8 @@ def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
         if taken:
             flips.append(plan.items[j])
             at -= int(plan.move[j])
-    return found, np.array(flips, dtype=np.int64)
+    flips = np.array(flips, dtype=np.int64)
+    return float(core.w[flips].sum() + core.loss(pool)), flips
 
 
 class _Search:

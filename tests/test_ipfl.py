@@ -465,6 +465,35 @@ def test_flip_table_ranges_hold_every_set_that_can_win(noise):
                 assert plan.low <= partial[-1] <= plan.high
 
 
+def test_flip_table_counts_costs_in_whole_units_within_a_quarter_of_tol(monkeypatch):
+    # the table adds flip costs as integers where they fit: its best set is within tol / 4
+    # of the best set within the budget, and the loss it reports is that set's own; flip
+    # costs of a few tol on a flat stretch of L make rounding decide between sets
+    types = []
+    units = exact._cost_units
+    monkeypatch.setattr(exact, "_cost_units",
+                        lambda core, plan: types.append(units(core, plan)[0].dtype) or
+                        units(core, plan))
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        k = int(rng.integers(4, 11))
+        sizes = rng.integers(1, 6, k).astype(float)
+        n_own = float(rng.choice([3e5, 1e6, 3e6]))
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+        core = exact._Core(np.sqrt(5e5), n_own, sizes, 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes)
+        core.step = exact._lattice(core.size)
+        core.w = rng.uniform(0, 3, k) * core.tol
+        flipped = subsets(k)
+        totals = core.loss(core.n_r + flipped @ core.move) + flipped @ core.w
+        budget = totals.min() + core.tol * 10.0 ** rng.uniform(0, 9)
+        found, flips = exact._cost_table(core, exact._ranged(core, budget))
+        assert found <= totals.min() + core.tol / 4
+        mask = np.zeros(k, dtype=bool)
+        mask[flips] = True
+        assert found == pytest.approx(totals[(flipped == mask).all(axis=1)][0], rel=1e-12)
+    assert {np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.float64)} <= set(types)
+
+
 @pytest.mark.parametrize(("factor", "snap"), [(1.3, False), ("random", False), (1.3, True),
                                               (0.7, True)])
 def test_free_flips_with_misreported_sizes_equal_brute_force(monkeypatch, factor, snap):
