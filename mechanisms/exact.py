@@ -64,9 +64,9 @@ Why the answer is exact. g is increasing and concave, so:
       2^28) waits for the flip search, which hands over once it has taken about as long as
       the table would, and is first narrowed by the alternating table. The table adds flip
       costs in whole units of tol / (4 k), rounded up, with k the most flips a set within
-      the loss can have, as 16- or 32-bit integers when those hold every sum within the
-      loss: its best set is within tol / 4 of the best, and each cell takes a quarter or
-      half the memory traffic.
+      the loss can have, as integers of the narrowest type (16, 32 or 64 bits) that holds
+      every sum within the loss: its best set is within tol / 4 of the best, and the exact
+      sums through each flip, kept, trace that set back.
    e. Every flip free (prices per sample tie exactly, on a lattice): the best set reaches
       the reachable pool nearest n0, below or above (L is convex), a subset-sum question
       answered by tables of bits (one integer per flip, shifted and or-ed). The narrow
@@ -112,6 +112,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -130,7 +131,7 @@ _DISTINCT, _COMBINATIONS = 4, 1 << 15  # few sizes: at most 4, this many count c
 _CELLS = 1 << 28  # largest flip table (flippable sellers x pool changes in lattice units)
 _SMALL_CELLS = 1 << 21  # flip tables this small go before the flip search
 _NEAR_CELLS = 1 << 19  # a table of alternating flips this small supplies the first state
-_LOOSE_CELLS = 1 << 24  # larger flip tables record their choices packed, one bit per cell
+_LOOSE_CELLS = 1 << 22  # larger flip tables record their choices packed, one bit per cell
 _SEARCH_SHARE = 1 / 256  # flip-search states per table cell before the table takes over
 # (a state takes about as long as 250 flip-table cells)
 _BITS = 1 << 28  # largest table of free flips (one bit per cell)
@@ -582,7 +583,7 @@ def _table_flips(core: _Core) -> np.ndarray:
     near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
     narrowed = near.cells <= _NEAR_CELLS
     if narrowed:
-        search.offer(*_cost_table(core, near))
+        search.offer(*_cost_table(core, near, exact=False))
     else:
         search.first_state()
     plan = _ranged(core, search.best + core.tol)
@@ -590,7 +591,7 @@ def _table_flips(core: _Core) -> np.ndarray:
         if search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
             return search.best_flips
         gain = plan.cells > _NARROW_GAIN * near.cells and near.cells <= _CELLS
-        if not narrowed and gain and search.offer(*_cost_table(core, near)):
+        if not narrowed and gain and search.offer(*_cost_table(core, near, exact=False)):
             plan = _ranged(core, search.best + core.tol)
     if plan.cells <= _CELLS:
         return _cost_table(core, plan)[1]
@@ -904,45 +905,70 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
                                   _traced(reach[:-1], on[order], moves[order], change - start)])
 
 
-def _cost_units(core: _Core, plan: _Plan) -> tuple[np.ndarray, float, float]:
+def _cost_units(core: _Core, plan: _Plan, exact: bool) -> tuple[np.ndarray, float, int]:
     """The flip costs the flip table adds up: (costs, unit, top). Costs are counted in whole
     units of tol / (4 most), rounded up, in the narrowest integer type whose range holds
-    every sum within the budget below `top` (the value of cells no such sum reaches):
-    fewer bytes per cell. A set's cost in units then exceeds its cost by less than one unit
-    per flip, so the table's best set is within tol / 4 of the best one within the budget,
-    which flips at most `most` sellers. When no type fits, costs stay float64 (unit 1, top
-    inf)."""
-    w = core.w[plan.items]
-    unit = core.tol / (4 * max(plan.most, 1))
-    reach = plan.budget / unit + plan.most  # at most this many units within the budget
-    for dtype, top in ((np.int16, 1 << 14), (np.int32, 1 << 30)):
-        if reach < top - 1:  # top + any cost (at most reach) stays within the type
-            return np.ceil(w / unit).astype(dtype), unit, top
-    return w, 1.0, np.inf
+    every sum within the budget below `top` (the value of cells no such sum reaches): a
+    set's cost in units exceeds its cost by less than one unit per flip, so the table's
+    best set is within tol / 4 of the best one within the budget, which flips at most
+    `most` sellers. Budgets stay below L(n_r) + tol <= (1e11 + 1) tol, so int64 holds
+    them; only a budget past 2^58 tol would be counted in coarser units. A table that only
+    looks for a good set (not `exact`) counts in units of at least budget / 2^29."""
+    most = max(plan.most, 1)
+    unit = core.tol / (4 * most) if exact else max(core.tol / (4 * most), plan.budget / (1 << 29))
+    reach = plan.budget / unit + most  # units of any set within the budget
+    if reach < (1 << 14) - 1:  # then top + any cost stays within the type
+        dtype, top = np.int16, 1 << 14
+    elif reach < (1 << 30) - 1:
+        dtype, top = np.int32, 1 << 30
+    else:
+        dtype, top = np.int64, 1 << 62
+        unit = max(unit, plan.budget / (1 << 61))
+    return np.ceil(core.w[plan.items] / unit).astype(dtype), unit, top
 
 
-def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
+class _Scratch(threading.local):
+    """Memory the flip tables of one thread reuse: fresh memory is slow to touch."""
+
+    buffer = np.empty(0, dtype=np.uint8)
+
+
+_SCRATCH = _Scratch()
+
+
+def _reused(count: int, dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array of `count` items of `dtype` in this thread's scratch memory
+    (valid until the next call)."""
+    size = count * np.dtype(dtype).itemsize
+    if _SCRATCH.buffer.size < size:
+        _SCRATCH.buffer = np.empty(size, dtype=np.uint8)
+    return _SCRATCH.buffer[:size].view(dtype)
+
+
+def _cost_table(core: _Core, plan: _Plan, exact: bool = True) -> tuple[float, np.ndarray]:
     """The cheapest flips of the plan for every pool change, and of them the set with the
-    least loss: (loss, flipped sellers)."""
+    least loss: (loss, flipped sellers). Each flip's costs through it are kept and traced
+    back exactly (integer sums); a table above _LOOSE_CELLS keeps only where they win,
+    one bit per cell."""
     start = plan.start
-    costs, unit, top = _cost_units(core, plan)
+    costs, unit, top = _cost_units(core, plan, exact)
     cheapest = np.full(plan.stop - start + 1, top, dtype=costs.dtype)
     cheapest[-start] = 0  # index x - start holds pool change x; top: not reached
-    shifted = np.empty_like(cheapest)
     lows, highs = plan.lows - start, plan.highs - start
     firsts = np.maximum(lows[1:], lows[:-1] + plan.move)
-    ends = np.minimum(highs[1:], highs[:-1] + plan.move) + 1
+    lengths = np.maximum(np.minimum(highs[1:], highs[:-1] + plan.move) + 1 - firsts, 0)
+    offsets = np.cumsum(lengths) - lengths
     packed = plan.cells > _LOOSE_CELLS
-    took = []  # per flip: bit x - first is set where the cheapest flips include it
-    for first, end, u, cost in zip(firsts.tolist(), ends.tolist(), plan.move.tolist(),
-                                   costs.tolist(), strict=True):
-        if first >= end:
-            took.append(np.zeros(0, dtype=bool))
-            continue
-        target = cheapest[first:end]
-        via = np.add(cheapest[first - u : end - u], cost, out=shifted[: end - first])
-        better = via < target
-        took.append(np.packbits(better) if packed else better)
+    kept = np.empty_like(cheapest) if packed else _reused(int(lengths.sum()), costs.dtype)
+    firsts, lengths, offsets = firsts.tolist(), lengths.tolist(), offsets.tolist()
+    moves, costs = plan.move.tolist(), costs.tolist()
+    won = []  # packed: per flip, bit x - first set where the cheapest flips include it
+    for first, n, at, u, cost in zip(firsts, lengths, offsets, moves, costs, strict=True):
+        target = cheapest[first : first + n]
+        via = np.add(cheapest[first - u : first + n - u], cost,
+                     out=kept[:n] if packed else kept[at : at + n])
+        if packed:
+            won.append(np.packbits(via < target))
         np.minimum(target, via, out=target)  # never above top, so sums cannot overflow
     first = max(plan.low, int(plan.lows[-1])) - start
     change = np.arange(first, min(plan.high, int(plan.highs[-1])) - start + 1)
@@ -952,17 +978,20 @@ def _cost_table(core: _Core, plan: _Plan) -> tuple[float, np.ndarray]:
     if not np.isfinite(total).any():
         return np.inf, np.zeros(0, dtype=np.int64)
     at = int(change[np.argmin(np.where(np.isfinite(total), total, np.inf))])
-    pool = core.n_r + (at + start) * core.step
+    pool, value = core.n_r + (at + start) * core.step, int(cheapest[at])
     flips = []
-    for j in range(plan.items.size - 1, -1, -1):
-        x, bits = at - int(firsts[j]), took[j]
+    for j in range(len(moves) - 1, -1, -1):
+        x = at - firsts[j]
+        if not 0 <= x < lengths[j]:
+            continue
         if packed:
-            taken = 0 <= x < 8 * bits.size and bits[x >> 3] >> (7 - (x & 7)) & 1
-        else:
-            taken = 0 <= x < bits.size and bits[x]
+            taken = won[j][x >> 3] >> (7 - (x & 7)) & 1
+        else:  # the cheapest cost at x came through this flip
+            taken = kept[offsets[j] + x] == value
         if taken:
             flips.append(plan.items[j])
-            at -= int(plan.move[j])
+            at -= moves[j]
+            value -= costs[j]
     flips = np.array(flips, dtype=np.int64)
     return float(core.w[flips].sum() + core.loss(pool)), flips
 

@@ -1,5 +1,7 @@
 import itertools
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -368,7 +370,8 @@ def test_flip_table_equals_brute_force(monkeypatch, small):
             monkeypatch.setattr(exact, name, -1)
     tables = []
     solve = exact._cost_table
-    monkeypatch.setattr(exact, "_cost_table", lambda *args: tables.append(1) or solve(*args))
+    monkeypatch.setattr(exact, "_cost_table",
+                        lambda *args, **kwargs: tables.append(1) or solve(*args, **kwargs))
     rng = np.random.default_rng(8)
     for _ in range(150):
         k = int(rng.integers(2, 13))
@@ -472,8 +475,8 @@ def test_flip_table_counts_costs_in_whole_units_within_a_quarter_of_tol(monkeypa
     types = []
     units = exact._cost_units
     monkeypatch.setattr(exact, "_cost_units",
-                        lambda core, plan: types.append(units(core, plan)[0].dtype) or
-                        units(core, plan))
+                        lambda core, plan, exact: types.append(units(core, plan, exact)[0].dtype)
+                        or units(core, plan, exact))
     rng = np.random.default_rng(3)
     for _ in range(300):
         k = int(rng.integers(4, 11))
@@ -491,7 +494,28 @@ def test_flip_table_counts_costs_in_whole_units_within_a_quarter_of_tol(monkeypa
         mask = np.zeros(k, dtype=bool)
         mask[flips] = True
         assert found == pytest.approx(totals[(flipped == mask).all(axis=1)][0], rel=1e-12)
-    assert {np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.float64)} <= set(types)
+    assert {np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64)} <= set(types)
+
+
+def test_exact_clearing_in_threads_equals_clearing_in_turn():
+    # flip tables reuse scratch memory, one per thread: markets cleared at once in threads
+    # (switching every microsecond) get the graphs they get one after the other
+    markets = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        N = rng.integers(1000, 1100, 60).astype(float)
+        cost = 1e-3 * N * (1 + 1e-6 * rng.uniform(-1, 1, 60))
+        markets.append((N, cost, np.full(60, 5e5), np.zeros((60, 60)), 1.0))
+    in_turn = [ipfl.clear_exact(*market) for market in markets]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            at_once = list(pool.map(lambda market: ipfl.clear_exact(*market), markets * 3))
+    finally:
+        sys.setswitchinterval(interval)
+    for i, A in enumerate(at_once):
+        np.testing.assert_array_equal(A, in_turn[i % 4])
 
 
 @pytest.mark.parametrize(("factor", "snap"), [(1.3, False), ("random", False), (1.3, True),
