@@ -83,6 +83,9 @@ Why the answer is exact. g is increasing and concave, so:
       points one by one. With more than 32 such sizes, sizes within 2^-44 (relative) of
       multiples of 10^-k, k <= 3 (a decimal factor such as 1.3), are moved onto that lattice
       and 3e applies: every pool moves by less than 2^-44 of itself, far less than ``tol``.
+      When prices per sample do not all tie, sizes on such a decimal lattice but on no
+      binary one are moved onto it in the same way, and 3d applies, once a short flip search
+      (256 states per seller) has not settled the buyer.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -101,11 +104,12 @@ lattice, exact ties go to the tables of bits (3e) and near ties to the flip tabl
 ties on integral sizes with a few others go to 3f. The problem contains subset sum (with all
 prices per sample equal, the best set is the one whose total size comes closest to the
 relaxation's pool), so no exact method is fast on every input. The slowest known inputs are
-integer sizes in a narrow band (all within 10 % of each other) with prices per sample tied to
-within 1e-6 to 1e-3: about 5 ms per buyer, about a second per round at m = 200. Non-lattice
-sizes of that kind, and exact ties with more than 32 sizes off the lattice, have no table
-and can take minutes per buyer. Above 2^15 states the search continues depth-first over
-halves, so memory stays bounded while the answer stays exact.
+sizes in a narrow band (all within 10 % of each other) with prices per sample tied to within
+1e-6 to 1e-3: about 3 ms per buyer for integer sizes (under a second per round at m = 200),
+and about 20 to 40 ms when a tenth of them are 1.3 times an integer (tables on the lattice of
+0.1). Sizes of that kind on no decimal lattice, and exact ties with more than 32 sizes off
+both lattices, have no table and can take minutes per buyer. Above 2^15 states the search
+continues depth-first over halves, so memory stays bounded while the answer stays exact.
 """
 
 from __future__ import annotations
@@ -144,6 +148,7 @@ _OFF_LATTICE, _PAIRS = 32, 1 << 16  # free flips off the others' lattice: at mos
 # at most this many of their sets paired one by one
 _OFF_STATES = 16  # search states per seller before the free flips off the lattice are tried
 _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved onto it
+_SNAP_STATES = 256  # search states per seller before sizes are moved onto a decimal lattice
 
 
 def marginal(sqrt_k, n_before, size):
@@ -542,16 +547,28 @@ class _OverBudget(Exception):
 
 
 def _solve_core(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray) -> np.ndarray:
-    """Steps 3b, 3d, 3e and 3f of the module docstring: a mask over the core sellers."""
+    """Steps 3b, 3d, 3e and 3f of the module docstring: a mask over the core sellers. Sizes
+    off every binary lattice but on a decimal one go to the flip tables on that lattice when
+    a short flip search does not settle them (and, with every flip free, when there are
+    too many for 3f)."""
     core = _Core(sqrt_k, base, sizes, prices)
     core.step = _lattice(sizes)
-    if not core.step and not core.w.any() and core.odd > _OFF_LATTICE:  # too many for 3f
-        snap = _decimal_lattice(sizes)
-        if snap:
-            core = _Core(sqrt_k, base, np.rint(sizes / snap) * snap, prices, _SNAP)
-            core.step = snap
+    wanted = not core.step and (core.w.any() or core.odd > _OFF_LATTICE)
+    snap = _decimal_lattice(sizes) if wanted else 0.0
+    if snap and core.w.any():
+        search = _started_search(core)
+        if search.attempt(core.w.size * _SNAP_STATES):
+            return _flipped(core, search.best_flips)
+    if snap:
+        core = _Core(sqrt_k, base, np.rint(sizes / snap) * snap, prices, _SNAP)
+        core.step = snap
+    return _flipped(core, _flips(core))
+
+
+def _flipped(core: _Core, flips: np.ndarray) -> np.ndarray:
+    """The set R with `flips` flipped."""
     result = core.in_r.copy()
-    result[_flips(core)] ^= True
+    result[flips] ^= True
     return result
 
 

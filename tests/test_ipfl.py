@@ -567,6 +567,26 @@ def test_exact_is_fast_when_some_sizes_are_misreported_and_prices_tie(K, scale, 
     assert_fast_and_exact(market, (5, 117), on_lattice(0.1))
 
 
+def test_narrow_band_with_misreported_sizes_and_near_ties_is_exact(monkeypatch):
+    # a tenth of the sellers report 1.3 times an integral size in a narrow band, prices per
+    # sample tied to 1e-6: no binary lattice, so when a short flip search does not settle a
+    # buyer the sizes go onto the lattice of 0.1 and the flip tables decide (the search
+    # alone took about half a second per buyer)
+    steps = []
+    tables = exact._table_flips
+    monkeypatch.setattr(exact, "_table_flips", lambda core: steps.append(core.step) or
+                        tables(core))
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1000, 1100, 200).astype(float)
+    sizes[rng.random(200) < 0.1] *= 1.3
+    prices = 1e-5 * sizes * (1 + 1e-6 * rng.uniform(-1, 1, 200))
+    for n_own in (1000.0, 1050.0):
+        chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
+        got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
+        assert got == pytest.approx(lattice_optimum(5e5, n_own, sizes, prices, 0.1), rel=1e-9)
+    assert steps == [0.1, 0.1]
+
+
 def mixed_optimum(K, n_own, sizes, prices, odd):
     """Exact optimum when the sizes but those flagged `odd` are integers: every subset of
     the odd ones on top of the integral ones' knapsack table."""
