@@ -6,8 +6,8 @@
 2. Adversarial ties for exact clearing: cost proportional to data size (every seller has the
    same price per sample, exactly or up to 1e-6 noise) at m = 200, three coprime data sizes
    with tied prices at m = 200, integer sizes in a narrow band (1000 to 1099, the slowest
-   known kind) at m = 200, and the posted-price market without heterogeneity charge
-   (lam = 0) at m = 50, timed next to greedy clearing.
+   known kind) at m = 200, some of them misreported by a factor 1.3, and the posted-price
+   market without heterogeneity charge (lam = 0) at m = 50, timed next to greedy clearing.
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 
@@ -115,6 +115,13 @@ def tie_benchmarks() -> None:
     N[rng.random(200) < 0.1] *= 1.3  # a tenth report 1.3 times their data: no common lattice
     exact_next_to_greedy("misreported_sizes m=200 sizes=50..1999 (10% x1.3) cost=0.005*N",
                          (N, 0.005 * N, K_VALUE, np.zeros((200, 200)), LAM))
+    rng = np.random.default_rng(0)
+    N = rng.integers(1000, 1100, 200).astype(float)
+    N[rng.random(200) < 0.1] *= 1.3
+    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
+    exact_next_to_greedy("misreported_narrow_band m=200 sizes=1000..1099 (10% x1.3) "
+                         "cost=1e-5*N noise=1e-06",
+                         (N, cost, K_VALUE, np.zeros((200, 200)), LAM), 1)
     m = 50
     rng = np.random.default_rng(50)
     N = rng.uniform(200, 400, m)
