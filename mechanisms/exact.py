@@ -1075,11 +1075,9 @@ class _Search:
         cheapest flips."""
         core, seq = self.core, self.seq
         if seq.size >= 2 * _HALF:
-            found, flips = _meet_in_middle(
+            self.offer(*_meet_in_middle(
                 core, seq[:_HALF], seq[_HALF : 2 * _HALF], seq[2 * _HALF :], pairs=False
-            )
-            if found < self.best:
-                self.best, self.best_flips = found, flips
+            ))
 
     def improve(self) -> None:
         """Look for a better state among the free flips `tied` when the search grows: the
