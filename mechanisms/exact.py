@@ -85,7 +85,7 @@ Why the answer is exact. g is increasing and concave, so:
       and 3e applies: every pool moves by less than 2^-44 of itself, far less than ``tol``.
       When prices per sample do not all tie, sizes on such a decimal lattice but on no
       binary one are moved onto it in the same way, and 3d applies, once a short flip search
-      (256 states per seller) has not settled the buyer.
+      (128 states per seller) has not settled the buyer.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -106,7 +106,7 @@ prices per sample equal, the best set is the one whose total size comes closest 
 relaxation's pool), so no exact method is fast on every input. The slowest known inputs are
 sizes in a narrow band (all within 10 % of each other) with prices per sample tied to within
 1e-6 to 1e-3: about 3 ms per buyer for integer sizes (under a second per round at m = 200),
-and about 20 to 40 ms when a tenth of them are 1.3 times an integer (tables on the lattice of
+and about 15 to 25 ms when a tenth of them are 1.3 times an integer (tables on the lattice of
 0.1). Sizes of that kind on no decimal lattice, and exact ties with more than 32 sizes off
 both lattices, have no table and can take minutes per buyer. Above 2^15 states the search
 continues depth-first over halves, so memory stays bounded while the answer stays exact.
@@ -148,7 +148,7 @@ _OFF_LATTICE, _PAIRS = 32, 1 << 16  # free flips off the others' lattice: at mos
 # at most this many of their sets paired one by one
 _OFF_STATES = 16  # search states per seller before the free flips off the lattice are tried
 _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved onto it
-_SNAP_STATES = 256  # search states per seller before sizes are moved onto a decimal lattice
+_SNAP_STATES = 128  # search states per seller before sizes are moved onto a decimal lattice
 
 
 def marginal(sqrt_k, n_before, size):
