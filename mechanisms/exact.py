@@ -555,14 +555,15 @@ def _solve_core(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarra
     core.step = _lattice(sizes)
     wanted = not core.step and (core.w.any() or core.odd > _OFF_LATTICE)
     snap = _decimal_lattice(sizes) if wanted else 0.0
-    if snap and core.w.any():
+    searched = bool(snap) and bool(core.w.any())  # a short search first, then the tables
+    if searched:
         search = _started_search(core)
         if search.attempt(core.w.size * _SNAP_STATES):
             return _flipped(core, search.best_flips)
     if snap:
         core = _Core(sqrt_k, base, np.rint(sizes / snap) * snap, prices, _SNAP)
         core.step = snap
-    return _flipped(core, _flips(core))
+    return _flipped(core, _flips(core, searched))
 
 
 def _flipped(core: _Core, flips: np.ndarray) -> np.ndarray:
@@ -572,13 +573,14 @@ def _flipped(core: _Core, flips: np.ndarray) -> np.ndarray:
     return result
 
 
-def _flips(core: _Core) -> np.ndarray:
+def _flips(core: _Core, searched: bool = False) -> np.ndarray:
     """The flips of an optimal set: the flip tables on a size lattice (3d, 3e), the free
-    flips off the lattice (3f), or else the flip search."""
+    flips off the lattice (3f), or else the flip search. `searched`: a flip search has
+    already had its share of time."""
     if core.step and not core.w.any():
         return _free_flips(core)
     if core.step:
-        return _table_flips(core)
+        return _table_flips(core, searched)
     search = _started_search(core)
     if not core.w.any() and 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
         if search.attempt(core.w.size * _OFF_STATES):
@@ -590,12 +592,12 @@ def _flips(core: _Core) -> np.ndarray:
     return search.best_flips
 
 
-def _table_flips(core: _Core) -> np.ndarray:
+def _table_flips(core: _Core, searched: bool = False) -> np.ndarray:
     """Step 3d of the module docstring. A small table of alternating flips supplies the
     first state (else the meet-in-the-middle search does), and a small flip table decides
     at once. A large one waits for the flip search, which hands over once it has taken
-    about as long as the table would; before it, the table of alternating flips narrows
-    it by its best state's loss."""
+    about as long as the table would (unless it has been `searched` already); before it,
+    the table of alternating flips narrows it by its best state's loss."""
     search = _Search(core, np.lexsort((core.size, core.w)))
     near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
     narrowed = near.cells <= _NEAR_CELLS
@@ -605,7 +607,7 @@ def _table_flips(core: _Core) -> np.ndarray:
         search.first_state()
     plan = _ranged(core, search.best + core.tol)
     if plan.cells > _SMALL_CELLS:
-        if search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
+        if not searched and search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
             return search.best_flips
         gain = plan.cells > _NARROW_GAIN * near.cells and near.cells <= _CELLS
         if not narrowed and gain and search.offer(*_cost_table(core, near, exact=False)):
@@ -673,13 +675,16 @@ class _Plan(NamedTuple):
 
     @property
     def cells(self) -> float:
-        """Cells of the flip table, which keeps to the ranges."""
-        return float(np.maximum(self.highs[1:] - self.lows[1:] + 1, 0).sum())
+        """Cells of the flip table: its pool changes [start, stop], and those each flip
+        updates (it keeps to the ranges)."""
+        updated = np.maximum(self.highs[1:] - self.lows[1:] + 1, 0).sum()
+        return float(self.stop - self.start + 1 + updated)
 
     @property
     def bits(self) -> float:
-        """Cells of the table of bits, which spans [start, stop] at every flip."""
-        return float(self.items.size) * (self.stop - self.start + 1)
+        """Cells of the table of bits, which spans [start, stop] before and after every
+        flip."""
+        return float(self.items.size + 1) * (self.stop - self.start + 1)
 
 
 def _alternating(core: _Core, loss: float, count: int) -> _Plan:

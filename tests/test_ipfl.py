@@ -468,6 +468,22 @@ def test_flip_table_ranges_hold_every_set_that_can_win(noise):
                 assert plan.low <= partial[-1] <= plan.high
 
 
+def test_flip_tables_count_their_whole_span():
+    # sizes on a binary lattice of 2^-40 (one is 90 + 2^-40) and a relaxation that stops at
+    # the pool of R, every flip dearer than R's zero loss: the table of alternating flips has
+    # no flip to take yet spans four largest sizes in those units; its cells count that
+    # span, so it is never built (it once tried to allocate hundreds of TiB)
+    sizes = np.array([53.0, 49.0, 30.0, 63.0, 90.0 + 2.0**-40, 71.0])
+    sqrt_k, n_own = 1e-4, 1.0
+    r = 0.5 * sqrt_k * (n_own + sizes[:3].sum()) ** -1.5
+    core = exact._Core(sqrt_k, n_own, sizes, r * sizes * np.array([0.5, 0.6, 0.7, 1.5, 2, 3]))
+    core.step = exact._lattice(sizes)
+    assert core.n0 == core.n_r and core.w.min() > 0 and core.step == 2.0**-40
+    near = exact._alternating(core, core.tol, exact._NEAR_FLIPS)
+    assert near.items.size == 0 and near.cells > exact._CELLS
+    assert exact._table_flips(core).size == 0
+
+
 def test_flip_table_counts_costs_in_whole_units_within_a_quarter_of_tol(monkeypatch):
     # the table adds flip costs as integers where they fit: its best set is within tol / 4
     # of the best set within the budget, and the loss it reports is that set's own; flip
@@ -574,8 +590,8 @@ def test_narrow_band_with_misreported_sizes_and_near_ties_is_exact(monkeypatch):
     # alone took about half a second per buyer)
     steps = []
     tables = exact._table_flips
-    monkeypatch.setattr(exact, "_table_flips", lambda core: steps.append(core.step) or
-                        tables(core))
+    monkeypatch.setattr(exact, "_table_flips", lambda core, *args: steps.append(core.step) or
+                        tables(core, *args))
     rng = np.random.default_rng(0)
     sizes = rng.integers(1000, 1100, 200).astype(float)
     sizes[rng.random(200) < 0.1] *= 1.3
