@@ -598,7 +598,7 @@ def _table_flips(core: _Core, searched: bool = False) -> np.ndarray:
     at once. A large one waits for the flip search, which hands over once it has taken
     about as long as the table would (unless it has been `searched` already); before it,
     the table of alternating flips narrows it by its best state's loss."""
-    search = _Search(core, np.lexsort((core.size, core.w)))
+    search = _Search(core)
     near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
     narrowed = near.cells <= _NEAR_CELLS
     if narrowed:
@@ -645,7 +645,7 @@ def _free_flips(core: _Core) -> np.ndarray:
 
 def _started_search(core: _Core) -> _Search:
     """The flip search over the sellers by flip cost, from its first good state."""
-    search = _Search(core, np.lexsort((core.size, core.w)))
+    search = _Search(core)
     search.first_state()
     return search
 
@@ -1024,7 +1024,8 @@ class _Search:
     searched depth-first, the half with the lower bounds first, so memory stays bounded and
     the margin tightens early."""
 
-    def __init__(self, core: _Core, seq: np.ndarray):
+    def __init__(self, core: _Core):
+        seq = np.lexsort((core.size, core.w))  # the sellers by flip cost, then size
         self.core, self.seq = core, seq
         self.budget, self.work = np.inf, 0  # states expanded, and the most allowed
         self.best, self.best_flips = float(core.loss(core.n_r)), np.zeros(0, dtype=np.int64)

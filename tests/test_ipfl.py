@@ -442,6 +442,13 @@ def test_narrow_band_of_integer_sizes_with_near_ties_is_exact():
         assert got == pytest.approx(lattice_optimum(5e5, n_own, sizes, prices, 1.0), rel=1e-9)
 
 
+def lattice_core(sqrt_k, n_own, sizes, prices):
+    """The core of exact clearing on the sizes' lattice, as step 3d sees it."""
+    core = exact._Core(sqrt_k, n_own, sizes, prices)
+    core.step = exact._lattice(core.size)
+    return core
+
+
 @pytest.mark.parametrize("noise", [0.0, 1e-6, 0.3])
 def test_flip_table_ranges_hold_every_set_that_can_win(noise):
     # after each flip of the plan's order, every set whose loss stays within the budget has
@@ -453,8 +460,7 @@ def test_flip_table_ranges_hold_every_set_that_can_win(noise):
         n_own = float(rng.choice([1.0, 100.0, 1e4]))
         fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
         prices = 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
-        core = exact._Core(np.sqrt(5e5), n_own, sizes, prices)
-        core.step = exact._lattice(core.size)
+        core = lattice_core(np.sqrt(5e5), n_own, sizes, prices)
         flipped = subsets(k)
         totals = core.loss(core.n_r + flipped @ core.move) + flipped @ core.w
         budget = float(np.quantile(totals, rng.uniform(0.0, 0.5))) + core.tol
@@ -476,8 +482,7 @@ def test_flip_tables_count_their_whole_span():
     sizes = np.array([53.0, 49.0, 30.0, 63.0, 90.0 + 2.0**-40, 71.0])
     sqrt_k, n_own = 1e-4, 1.0
     r = 0.5 * sqrt_k * (n_own + sizes[:3].sum()) ** -1.5
-    core = exact._Core(sqrt_k, n_own, sizes, r * sizes * np.array([0.5, 0.6, 0.7, 1.5, 2, 3]))
-    core.step = exact._lattice(sizes)
+    core = lattice_core(sqrt_k, n_own, sizes, r * sizes * np.array([0.5, 0.6, 0.7, 1.5, 2, 3]))
     assert core.n0 == core.n_r and core.w.min() > 0 and core.step == 2.0**-40
     near = exact._alternating(core, core.tol, exact._NEAR_FLIPS)
     assert near.items.size == 0 and near.cells > exact._CELLS
@@ -499,8 +504,7 @@ def test_flip_table_counts_costs_in_whole_units_within_a_quarter_of_tol(monkeypa
         sizes = rng.integers(1, 6, k).astype(float)
         n_own = float(rng.choice([3e5, 1e6, 3e6]))
         fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
-        core = exact._Core(np.sqrt(5e5), n_own, sizes, 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes)
-        core.step = exact._lattice(core.size)
+        core = lattice_core(np.sqrt(5e5), n_own, sizes, 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes)
         core.w = rng.uniform(0, 3, k) * core.tol
         flipped = subsets(k)
         totals = core.loss(core.n_r + flipped @ core.move) + flipped @ core.w
