@@ -56,13 +56,20 @@ Why the answer is exact. g is increasing and concave, so:
       the loss, and when k of its smallest would overshoot the target pools by more than the
       other direction can move. Each direction is taken by ascending cost, so the flips left
       grow dearer and their reach shrinks; of three orders (by cost, shrinking flips first,
-      growing flips first) the one with the fewest cells is used. A narrow table over the
-      64 cheapest flips, alternating between the two directions and spanning two largest
-      sizes around n0, supplies a state close to the best when it is small (at most 2^19
-      cells; else the meet-in-the-middle search below does), and the table narrowed by that
-      state's loss is built at once when it has at most 2^21 cells. A larger one (at most
-      2^28) waits for the flip search, which hands over once it has taken about as long as
-      the table would, and is first narrowed by the alternating table. The table adds flip
+      growing flips first) the one with the fewest cells is used. When most flips have
+      integral sizes and the others make the lattice finer (sizes misreported by a factor
+      1.3 lie on a lattice of 0.1), the integral flips go first, on their own lattice (ten
+      times coarser, so a tenth of the cells), and the table is then spread onto the fine
+      one for the others; a direction's reach adds up over the two runs. A narrow table
+      over the 64 cheapest flips, alternating between the two directions and spanning two
+      largest sizes around n0, supplies a state close to the best when it is small (at most
+      2^19 cells; else the meet-in-the-middle search below does), and the table narrowed by
+      that state's loss is built at once when it has at most 2^21 cells. A larger one is
+      first narrowed by the alternating table when that has at most 2^21 cells and a
+      quarter of its cells; one still larger (at most 2^28) waits for the flip search,
+      which hands over once it has taken about as long as the table would (and is then
+      narrowed by a larger alternating table). The best pool is looked for next to n0
+      first, and then only where L alone beats that pool's loss. The table adds flip
       costs in whole units of tol / (4 k), rounded up, with k the most flips a set within
       the loss can have, as integers of the narrowest type (16, 32 or 64 bits) that holds
       every sum within the loss: its best set is within tol / 4 of the best, and the exact
@@ -84,8 +91,7 @@ Why the answer is exact. g is increasing and concave, so:
       multiples of 10^-k, k <= 3 (a decimal factor such as 1.3), are moved onto that lattice
       and 3e applies: every pool moves by less than 2^-44 of itself, far less than ``tol``.
       When prices per sample do not all tie, sizes on such a decimal lattice but on no
-      binary one are moved onto it in the same way, and 3d applies, once a short flip search
-      (128 states per seller) has not settled the buyer.
+      binary one are moved onto it in the same way, and 3d applies.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -117,6 +123,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -148,7 +155,7 @@ _OFF_LATTICE, _PAIRS = 32, 1 << 16  # free flips off the others' lattice: at mos
 # at most this many of their sets paired one by one
 _OFF_STATES = 16  # search states per seller before the free flips off the lattice are tried
 _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved onto it
-_SNAP_STATES = 128  # search states per seller before sizes are moved onto a decimal lattice
+_WINDOW = 512  # flip tables first look for the best pool this many cells next to n0
 
 
 def marginal(sqrt_k, n_before, size):
@@ -548,22 +555,16 @@ class _OverBudget(Exception):
 
 def _solve_core(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray) -> np.ndarray:
     """Steps 3b, 3d, 3e and 3f of the module docstring: a mask over the core sellers. Sizes
-    off every binary lattice but on a decimal one go to the flip tables on that lattice when
-    a short flip search does not settle them (and, with every flip free, when there are
-    too many for 3f)."""
+    off every binary lattice but on a decimal one go to the flip tables on that lattice
+    (with every flip free, when there are too many for 3f)."""
     core = _Core(sqrt_k, base, sizes, prices)
     core.step = _lattice(sizes)
     wanted = not core.step and (core.w.any() or core.odd > _OFF_LATTICE)
     snap = _decimal_lattice(sizes) if wanted else 0.0
-    searched = bool(snap) and bool(core.w.any())  # a short search first, then the tables
-    if searched:
-        search = _started_search(core)
-        if search.attempt(core.w.size * _SNAP_STATES):
-            return _flipped(core, search.best_flips)
     if snap:
         core = _Core(sqrt_k, base, np.rint(sizes / snap) * snap, prices, _SNAP)
         core.step = snap
-    return _flipped(core, _flips(core, searched))
+    return _flipped(core, _flips(core))
 
 
 def _flipped(core: _Core, flips: np.ndarray) -> np.ndarray:
@@ -573,14 +574,13 @@ def _flipped(core: _Core, flips: np.ndarray) -> np.ndarray:
     return result
 
 
-def _flips(core: _Core, searched: bool = False) -> np.ndarray:
+def _flips(core: _Core) -> np.ndarray:
     """The flips of an optimal set: the flip tables on a size lattice (3d, 3e), the free
-    flips off the lattice (3f), or else the flip search. `searched`: a flip search has
-    already had its share of time."""
+    flips off the lattice (3f), or else the flip search."""
     if core.step and not core.w.any():
         return _free_flips(core)
     if core.step:
-        return _table_flips(core, searched)
+        return _table_flips(core)
     search = _started_search(core)
     if not core.w.any() and 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
         if search.attempt(core.w.size * _OFF_STATES):
@@ -592,12 +592,13 @@ def _flips(core: _Core, searched: bool = False) -> np.ndarray:
     return search.best_flips
 
 
-def _table_flips(core: _Core, searched: bool = False) -> np.ndarray:
+def _table_flips(core: _Core) -> np.ndarray:
     """Step 3d of the module docstring. A small table of alternating flips supplies the
     first state (else the meet-in-the-middle search does), and a small flip table decides
-    at once. A large one waits for the flip search, which hands over once it has taken
-    about as long as the table would (unless it has been `searched` already); before it,
-    the table of alternating flips narrows it by its best state's loss."""
+    at once. A larger one is narrowed by the best state's loss of the table of alternating
+    flips when that has a fraction of its cells; one still large waits for the flip search,
+    which hands over once it has taken about as long as the table would. The table of
+    alternating flips goes before the search when it is small, else after it."""
     search = _Search(core)
     near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
     narrowed = near.cells <= _NEAR_CELLS
@@ -606,12 +607,17 @@ def _table_flips(core: _Core, searched: bool = False) -> np.ndarray:
     else:
         search.first_state()
     plan = _ranged(core, search.best + core.tol)
-    if plan.cells > _SMALL_CELLS:
-        if not searched and search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
-            return search.best_flips
-        gain = plan.cells > _NARROW_GAIN * near.cells and near.cells <= _CELLS
-        if not narrowed and gain and search.offer(*_cost_table(core, near, exact=False)):
+    gain = plan.cells > max(_SMALL_CELLS, _NARROW_GAIN * near.cells)
+    if gain and not narrowed and near.cells <= _SMALL_CELLS:
+        narrowed = True
+        if search.offer(*_cost_table(core, near, exact=False)):
             plan = _ranged(core, search.best + core.tol)
+    if plan.cells > _SMALL_CELLS:
+        if search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
+            return search.best_flips
+        if gain and not narrowed and near.cells <= _CELLS:
+            if search.offer(*_cost_table(core, near, exact=False)):
+                plan = _ranged(core, search.best + core.tol)
     if plan.cells <= _CELLS:
         return _cost_table(core, plan)[1]
     search.attempt(np.inf)
@@ -650,11 +656,13 @@ def _started_search(core: _Core) -> _Search:
     return search
 
 
-class _Plan(NamedTuple):
+@dataclass(frozen=True)
+class _Plan:
     """A table over flips: `items` taken in this order, their pool changes `move` in lattice
     units; after the first t of them, partial pool changes are kept within [lows[t],
     highs[t]], and final ones looked for within [low, high]. Sets whose loss is at most
-    `budget` flip at most `most` sellers."""
+    `budget` flip at most `most` sellers. The first `coarse` flips move the pool by
+    multiples of `ratio` units, so the table takes them on that coarser lattice."""
 
     items: np.ndarray
     move: np.ndarray
@@ -664,47 +672,70 @@ class _Plan(NamedTuple):
     high: int
     budget: float
     most: int
+    coarse: int = 0
+    ratio: int = 1
 
-    @property
+    @functools.cached_property
     def start(self) -> int:
         return int(self.lows.min())
 
-    @property
+    @functools.cached_property
     def stop(self) -> int:
         return int(self.highs.max())
 
-    @property
+    @functools.cached_property
     def cells(self) -> float:
         """Cells of the flip table: its pool changes [start, stop], and those each flip
-        updates (it keeps to the ranges)."""
-        updated = np.maximum(self.highs[1:] - self.lows[1:] + 1, 0).sum()
-        return float(self.stop - self.start + 1 + updated)
+        updates (it keeps to the ranges), the coarse flips' on their lattice."""
+        updated = np.maximum(self.highs[1:] - self.lows[1:] + 1, 0)
+        span = self.stop - self.start + 1
+        coarse = (span + updated[: self.coarse].sum()) / self.ratio if self.coarse else 0.0
+        return float(span + coarse + updated[self.coarse :].sum())
 
-    @property
+    @functools.cached_property
     def bits(self) -> float:
         """Cells of the table of bits, which spans [start, stop] before and after every
         flip."""
         return float(self.items.size + 1) * (self.stop - self.start + 1)
 
 
-def _alternating(core: _Core, loss: float, count: int) -> _Plan:
+def _coarse(core: _Core, items: np.ndarray, move: np.ndarray) -> tuple[np.ndarray, int]:
+    """Which of the flips `items` (pool changes `move` in lattice units) a flip table takes
+    first, on a coarser lattice, and its ratio to the sizes' one: the integral sizes, when
+    the others (reported as a decimal multiple of the true ones, say) make the sizes'
+    lattice finer. Ratio 1: there is no coarser lattice."""
+    first = core.integral[items]
+    ratio = int(np.gcd.reduce(np.abs(move[first]))) if core.odd and first.any() else 1
+    return first, ratio
+
+
+def _alternate(grow: np.ndarray, shrink: np.ndarray) -> np.ndarray:
+    """Growing and shrinking flips taken in turn, the longer list's rest at the end."""
+    both = min(grow.size, shrink.size)
+    return np.concatenate([np.column_stack([grow[:both], shrink[:both]]).ravel(),
+                           grow[both:], shrink[both:]])
+
+
+def _alternating(core: _Core, loss: float, count: int, phased: bool = True) -> _Plan:
     """The `count` cheapest flips costing at most `loss`, alternating between growing and
     shrinking ones, with pool changes kept within _SPAN largest flips beyond both 0 and the
     lattice points next to n0. Partial sums of alternating flips stay near their end, so
-    this narrow table usually holds a best set; it may miss some."""
+    this narrow table usually holds a best set; it may miss some. `phased`: integral sizes
+    on a coarser lattice go first (see :func:`_coarse`)."""
     move = core.units(np.arange(core.move.size))
     cheap = np.zeros(move.size, dtype=bool)
     cheap[np.argsort(core.w, kind="stable")[:count]] = True
     cheap &= core.w <= loss
-    grow, shrink = np.flatnonzero(cheap & (move > 0)), np.flatnonzero(cheap & (move < 0))
-    both = min(grow.size, shrink.size)
-    items = np.concatenate([np.column_stack([grow[:both], shrink[:both]]).ravel(),
-                            grow[both:], shrink[both:]])
+    first, ratio = _coarse(core, np.arange(move.size), move) if phased else (cheap, 1)
+    runs = [cheap & first, cheap & ~first] if ratio > 1 else [cheap]
+    items = np.concatenate([_alternate(np.flatnonzero(run & (move > 0)),
+                                       np.flatnonzero(run & (move < 0))) for run in runs])
     near = core.below_n0()
     span = _SPAN * int(np.abs(move).max())
     start, stop = min(near, 0) - span, max(near + 1, 0) + span
     ends = np.full(items.size + 1, start), np.full(items.size + 1, stop)
-    return _Plan(items, move[items], *ends, start, stop, loss, items.size)
+    coarse = int(np.count_nonzero(runs[0])) if ratio > 1 else 0
+    return _Plan(items, move[items], *ends, start, stop, loss, items.size, coarse, ratio)
 
 
 def _most_moved(sizes: np.ndarray, w: np.ndarray, loss: float, cap: int) -> tuple[np.ndarray, ...]:
@@ -741,7 +772,9 @@ def _ranged(core: _Core, loss: float, bits: bool = False) -> _Plan:
     by more than the other direction can move. Each direction is taken by ascending cost, so
     the flips left grow dearer and their reach shrinks; of the orders by cost, shrinking
     first and growing first, the one with the fewest cells (`bits`: for the table of bits)
-    is kept."""
+    is kept. Flip tables take the flips on a coarser lattice first (see :func:`_coarse`)
+    when they are at least half of them, each run by cost; the reach of a direction's
+    flips then adds up over its two runs."""
     step = core.step
     items = np.flatnonzero(core.w <= loss)
     items = items[np.argsort(core.w[items], kind="stable")]
@@ -751,29 +784,67 @@ def _ranged(core: _Core, loss: float, bits: bool = False) -> _Plan:
     costs = [core.w[items[flips]] for flips in (up, down)]
     budget = loss * (1 + 1e-9)
     counts = [int(np.searchsorted(np.cumsum(c), budget, "right")) for c in costs]
-    grow, shrink = (int(np.sort(s)[s.size - k :].sum()) for s, k in zip(sizes, counts, strict=True))
+    largest = [np.cumsum(np.sort(s)[::-1]) for s in sizes]  # the k largest of a direction
+    grow, shrink = (int(big[k - 1]) if k else 0 for big, k in zip(largest, counts, strict=True))
     low, high = _pools_within(core, loss, core.n_r - shrink * step, core.n_r + grow * step)
     low = int(np.floor((low - core.n_r) / step)) - 1
     high = int(np.ceil((high - core.n_r) / step)) + 1
     caps = [max(room // int(s.min()), 0) if s.size else 0
             for s, room in zip(sizes, (high + shrink, grow - low), strict=True)]
-    (grow_left, grow_taken), (shrink_left, shrink_taken) = (
-        _most_moved(s, c, loss, cap) for s, c, cap in zip(sizes, costs, caps, strict=True))
-    growing, shrinking = np.flatnonzero(up), np.flatnonzero(down)
-    orders = np.stack([np.arange(items.size), np.concatenate([shrinking, growing]),
-                       np.concatenate([growing, shrinking])])
+    most = sum(min(count, cap) for count, cap in zip(counts, caps, strict=True))
+    first, ratio = _coarse(core, items, move)
+    later = ~first  # the flips of the second run
+    if bits or ratio == 1 or 2 * np.count_nonzero(later) > items.size:
+        reach = [_most_moved(s, c, loss, cap) for s, c, cap in zip(sizes, costs, caps, strict=True)]
+        later, ratio = np.zeros(items.size, dtype=bool), 1
+    else:
+        reach = []
+        for flips, big, count, cap in zip((up, down), largest, counts, caps, strict=True):
+            run = np.concatenate([np.flatnonzero(flips & first), np.flatnonzero(flips & later)])
+            whole = int(big[min(count, cap) - 1]) if min(count, cap) else 0
+            reach.append(_moved_in_runs(np.abs(move[run]), core.w[items[run]],
+                                        int(np.count_nonzero(flips & first)), loss, cap, whole))
+    return _ordered(items, move, (low, high), loss, most, later, ratio, reach, bits)
+
+
+def _ordered(items: np.ndarray, move: np.ndarray, ends: tuple[int, int], loss: float, most: int,
+             later: np.ndarray, ratio: int, reach: list, bits: bool) -> _Plan:
+    """The plan of :func:`_ranged` with the fewest cells, of three orders of the flips
+    (`later`: those taken after the others, on the sizes' lattice; the others, on the
+    lattice `ratio` times coarser): each run by cost, shrinking flips first, or growing ones
+    first. `reach` holds each direction's (left, taken) of :func:`_most_moved`."""
+    low, high = ends
+    up = move > 0
+    position = np.arange(items.size)
+    orders = np.stack([np.lexsort((position, later)), np.lexsort((position, up, later)),
+                       np.lexsort((position, ~up, later))])
     ups = np.zeros((3, items.size + 1), dtype=np.int64)  # growing flips among the first t
     np.cumsum(up[orders], axis=1, out=ups[:, 1:])
     downs = np.arange(items.size + 1) - ups
+    (grow_left, grow_taken), (shrink_left, shrink_taken) = reach
     lows = np.maximum(low - grow_left[ups], -shrink_taken[downs])
     highs = np.minimum(high + shrink_left[downs], grow_taken[ups])
+    coarse = int(np.count_nonzero(~later)) if ratio > 1 else 0
     if bits:
         cells = highs.max(axis=1) - lows.min(axis=1)
     else:
-        cells = np.maximum(highs[:, 1:] - lows[:, 1:] + 1, 0).sum(axis=1)
+        updated = np.maximum(highs[:, 1:] - lows[:, 1:] + 1, 0)
+        cells = updated[:, :coarse].sum(axis=1) / ratio + updated[:, coarse:].sum(axis=1)
     k = int(np.argmin(cells))
-    most = sum(min(count, cap) for count, cap in zip(counts, caps, strict=True))
-    return _Plan(items[orders[k]], move[orders[k]], lows[k], highs[k], low, high, loss, most)
+    return _Plan(items[orders[k]], move[orders[k]], lows[k], highs[k], low, high, loss, most,
+                 coarse, ratio)
+
+
+def _moved_in_runs(sizes: np.ndarray, w: np.ndarray, split: int, loss: float, cap: int,
+                   whole: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_most_moved` for the flips of one direction taken in two runs, each by cost
+    (the first `split` flips, then the others): what the flips left, or taken, move is at
+    most what their part of each run moves, and at most `whole`, what all of them move."""
+    first_left, first_taken = _most_moved(sizes[:split], w[:split], loss, cap)
+    later_left, later_taken = _most_moved(sizes[split:], w[split:], loss, cap)
+    left = np.concatenate([first_left[:-1] + later_left[0], later_left])
+    taken = np.concatenate([first_taken, first_taken[-1] + later_taken[1:]])
+    return np.minimum(left, whole), np.minimum(taken, whole)
 
 
 def _pools_within(core: _Core, loss: float, low: float, high: float) -> tuple[float, float]:
@@ -935,9 +1006,10 @@ def _cost_units(core: _Core, plan: _Plan, exact: bool) -> tuple[np.ndarray, floa
     best set is within tol / 4 of the best one within the budget, which flips at most
     `most` sellers. Budgets stay below L(n_r) + tol <= (1e11 + 1) tol, so int64 holds
     them; only a budget past 2^58 tol would be counted in coarser units. A table that only
-    looks for a good set (not `exact`) counts in units of at least budget / 2^29."""
+    looks for a good set (not `exact`) counts in units of at least budget / 2^13, so the
+    sums of a few dozen flips fit 16-bit integers."""
     most = max(plan.most, 1)
-    unit = core.tol / (4 * most) if exact else max(core.tol / (4 * most), plan.budget / (1 << 29))
+    unit = core.tol / (4 * most) if exact else max(core.tol / (4 * most), plan.budget / (1 << 13))
     reach = plan.budget / unit + most  # units of any set within the budget
     if reach < (1 << 14) - 1:  # then top + any cost stays within the type
         dtype, top = np.int16, 1 << 14
@@ -967,53 +1039,141 @@ def _reused(count: int, dtype: np.dtype) -> np.ndarray:
     return _SCRATCH.buffer[:size].view(dtype)
 
 
-def _cost_table(core: _Core, plan: _Plan, exact: bool = True) -> tuple[float, np.ndarray]:
-    """The cheapest flips of the plan for every pool change, and of them the set with the
-    least loss: (loss, flipped sellers). Each flip's costs through it are kept and traced
-    back exactly (integer sums); a table above _LOOSE_CELLS keeps only where they win,
-    one bit per cell."""
-    start = plan.start
-    costs, unit, top = _cost_units(core, plan, exact)
-    cheapest = np.full(plan.stop - start + 1, top, dtype=costs.dtype)
-    cheapest[-start] = 0  # index x - start holds pool change x; top: not reached
-    lows, highs = plan.lows - start, plan.highs - start
-    firsts = np.maximum(lows[1:], lows[:-1] + plan.move)
-    lengths = np.maximum(np.minimum(highs[1:], highs[:-1] + plan.move) + 1 - firsts, 0)
-    offsets = np.cumsum(lengths) - lengths
-    packed = plan.cells > _LOOSE_CELLS
-    kept = np.empty_like(cheapest) if packed else _reused(int(lengths.sum()), costs.dtype)
-    firsts, lengths, offsets = firsts.tolist(), lengths.tolist(), offsets.tolist()
-    moves, costs = plan.move.tolist(), costs.tolist()
-    won = []  # packed: per flip, bit x - first set where the cheapest flips include it
-    for first, n, at, u, cost in zip(firsts, lengths, offsets, moves, costs, strict=True):
+class _Run(NamedTuple):
+    """A flip table's pass over a run of flips, on a lattice `ratio` times the sizes' one,
+    in an array whose index 0 is pool change `start` (in units of that lattice): flip j
+    updates `lengths[j]` cells from index `firsts[j]` on, and its sums through it are kept
+    from `offsets[j]` on (or where they win, one bit per cell, in `won[j]`)."""
+
+    items: np.ndarray
+    moves: list
+    costs: list
+    start: int
+    stop: int
+    ratio: int
+    firsts: list
+    lengths: list
+    offsets: list
+    won: list
+
+
+def _run(plan: _Plan, costs: np.ndarray, flips: slice, ratio: int, kept_before: int) -> _Run:
+    """The pass of the flip table of `plan` over its flips `flips` (a run of them), with the
+    kept sums of earlier passes taking `kept_before` cells."""
+    lows = -(-plan.lows[flips.start : flips.stop + 1] // ratio)  # rounded inwards
+    highs = plan.highs[flips.start : flips.stop + 1] // ratio
+    moves = plan.move[flips] // ratio
+    start, stop = int(lows.min()), int(highs.max())
+    firsts = np.maximum(lows[1:], lows[:-1] + moves) - start
+    lengths = np.maximum(np.minimum(highs[1:], highs[:-1] + moves) - start + 1 - firsts, 0)
+    offsets = np.cumsum(lengths) - lengths + kept_before
+    return _Run(plan.items[flips], moves.tolist(), costs[flips].tolist(), start, stop, ratio,
+                firsts.tolist(), lengths.tolist(), offsets.tolist(), [])
+
+
+def _fill(cheapest: np.ndarray, run: _Run, kept: np.ndarray, packed: bool) -> None:
+    """Takes the flips of `run` into `cheapest` (the least cost of every pool change),
+    keeping each flip's sums through it in `kept` (or, `packed`, where they win)."""
+    for first, n, at, u, cost in zip(run.firsts, run.lengths, run.offsets, run.moves,
+                                     run.costs, strict=True):
         target = cheapest[first : first + n]
         via = np.add(cheapest[first - u : first + n - u], cost,
                      out=kept[:n] if packed else kept[at : at + n])
         if packed:
-            won.append(np.packbits(via < target))
+            run.won.append(np.packbits(via < target))
         np.minimum(target, via, out=target)  # never above top, so sums cannot overflow
-    first = max(plan.low, int(plan.lows[-1])) - start
-    change = np.arange(first, min(plan.high, int(plan.highs[-1])) - start + 1)
-    change = change[cheapest[change] < top]
-    with np.errstate(invalid="ignore", divide="ignore"):  # pools <= 0: never reached
-        total = cheapest[change] * unit + core.loss(core.n_r + (change + start) * core.step)
-    if not np.isfinite(total).any():
-        return np.inf, np.zeros(0, dtype=np.int64)
-    at = int(change[np.argmin(np.where(np.isfinite(total), total, np.inf))])
-    pool, value = core.n_r + (at + start) * core.step, int(cheapest[at])
-    flips = []
-    for j in range(len(moves) - 1, -1, -1):
-        x = at - firsts[j]
-        if not 0 <= x < lengths[j]:
+
+
+def _trace(run: _Run, kept: np.ndarray, packed: bool, at: int, value: int,
+           flips: list) -> tuple[int, int]:
+    """Follows the cheapest cost `value` at index `at` back through the flips of `run`,
+    appending those it took to `flips`: (index, value) before the run."""
+    for j in range(len(run.moves) - 1, -1, -1):
+        x = at - run.firsts[j]
+        if not 0 <= x < run.lengths[j]:
             continue
         if packed:
-            taken = won[j][x >> 3] >> (7 - (x & 7)) & 1
+            taken = run.won[j][x >> 3] >> (7 - (x & 7)) & 1
         else:  # the cheapest cost at x came through this flip
-            taken = kept[offsets[j] + x] == value
+            taken = kept[run.offsets[j] + x] == value
         if taken:
-            flips.append(plan.items[j])
-            at -= moves[j]
-            value -= costs[j]
+            flips.append(run.items[j])
+            at -= run.moves[j]
+            value -= run.costs[j]
+    return at, value
+
+
+def _least_total(core: _Core, cheapest: np.ndarray, unit: float, top: int, start: int,
+                 ends: tuple[int, int]) -> int | None:
+    """The index within `ends` of the least total loss, cost (`cheapest` in units of
+    `unit`; `top`: not reached) plus L, or None when no pool there is reached. The
+    _WINDOW cells next to n0 first give a total; only pools where L alone is below it can
+    do better (L is convex), and only those are scanned, so the index is the one a scan of
+    every cell would find."""
+
+    def least(first: int, last: int) -> tuple[float, int | None]:
+        change = np.arange(first, last + 1)
+        change = change[cheapest[change] < top]
+        with np.errstate(invalid="ignore", divide="ignore"):  # pools <= 0: never reached
+            total = cheapest[change] * unit + core.loss(core.n_r + (change + start) * core.step)
+        total = np.where(np.isfinite(total), total, np.inf)
+        if not change.size or not np.isfinite(total).any():
+            return np.inf, None
+        k = int(np.argmin(total))
+        return float(total[k]), int(change[k])
+
+    first, last = ends
+    positive = int(np.floor(-core.n_r / core.step)) + 1  # the first pool change to a pool > 0
+    positive += core.n_r + positive * core.step <= 0.0  # (after rounding)
+    first = max(first, positive - start)
+    if last - first < 8 * _WINDOW:
+        return least(first, last)[1]
+    near = min(max(core.below_n0() - start, first), last)
+    bound, at = least(max(near - _WINDOW, first), min(near + _WINDOW, last))
+    if at is not None:
+        pools = core.n_r + (np.array([first, last]) + start) * core.step
+        low, high = _pools_within(core, bound, *pools)
+        first = max(int(np.floor((low - core.n_r) / core.step)) - start - 1, first)
+        last = min(int(np.ceil((high - core.n_r) / core.step)) - start + 1, last)
+    return least(first, last)[1]
+
+
+def _cost_table(core: _Core, plan: _Plan, exact: bool = True) -> tuple[float, np.ndarray]:
+    """The cheapest flips of the plan for every pool change, and of them the set with the
+    least loss: (loss, flipped sellers). The coarse flips go first on their lattice, whose
+    cells are then spread onto the sizes' one. Each flip's costs through it are kept and
+    traced back exactly (integer sums); a table above _LOOSE_CELLS keeps only where they
+    win, one bit per cell."""
+    costs, unit, top = _cost_units(core, plan, exact)
+    c = plan.coarse
+    runs = [_run(plan, costs, slice(0, c), plan.ratio, 0)] if c else []
+    runs.append(_run(plan, costs, slice(c, plan.items.size), 1, sum(runs[0].lengths) if c else 0))
+    packed = plan.cells > _LOOSE_CELLS
+    if packed:
+        kept = np.empty(max(run.stop - run.start + 1 for run in runs), dtype=costs.dtype)
+    else:
+        kept = _reused(sum(sum(run.lengths) for run in runs), costs.dtype)
+    cheapest = np.full(runs[0].stop - runs[0].start + 1, top, dtype=costs.dtype)
+    cheapest[-runs[0].start] = 0  # index x - start holds pool change x; top: not reached
+    for i, run in enumerate(runs):
+        if i:  # from the coarse lattice onto the sizes' one, where this run reads it
+            coarse, cheapest = cheapest, np.full(run.stop - run.start + 1, top, dtype=costs.dtype)
+            ratio, begin = runs[0].ratio, runs[0].start
+            lo, hi = max(-(-run.start // ratio), begin), min(run.stop // ratio, runs[0].stop)
+            cheapest[lo * ratio - run.start : hi * ratio - run.start + 1 : ratio] = (
+                coarse[lo - begin : hi - begin + 1])
+        _fill(cheapest, run, kept, packed)
+    start = runs[-1].start
+    ends = max(plan.low, int(plan.lows[-1])) - start, min(plan.high, int(plan.highs[-1])) - start
+    at = _least_total(core, cheapest, unit, top, start, ends)
+    if at is None:
+        return np.inf, np.zeros(0, dtype=np.int64)
+    pool, value = core.n_r + (at + start) * core.step, int(cheapest[at])
+    flips: list = []
+    for i in range(len(runs) - 1, -1, -1):
+        if i < len(runs) - 1:  # back onto the coarse lattice
+            at = (at + runs[i + 1].start) // runs[i].ratio - runs[i].start
+        at, value = _trace(runs[i], kept, packed, at, value, flips)
     flips = np.array(flips, dtype=np.int64)
     return float(core.w[flips].sum() + core.loss(pool)), flips
 

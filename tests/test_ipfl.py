@@ -368,10 +368,10 @@ def test_flip_table_equals_brute_force(monkeypatch, small):
     if not small:
         for name in ("_SMALL_CELLS", "_NEAR_CELLS", "_LOOSE_CELLS"):
             monkeypatch.setattr(exact, name, -1)
-    tables = []
+    tables = []  # per flip table: whether it took integral sizes first on their lattice
     solve = exact._cost_table
-    monkeypatch.setattr(exact, "_cost_table",
-                        lambda *args, **kwargs: tables.append(1) or solve(*args, **kwargs))
+    monkeypatch.setattr(exact, "_cost_table", lambda core, plan, **kwargs:
+                        tables.append(plan.coarse > 0) or solve(core, plan, **kwargs))
     rng = np.random.default_rng(8)
     for _ in range(150):
         k = int(rng.integers(2, 13))
@@ -384,7 +384,7 @@ def test_flip_table_equals_brute_force(monkeypatch, small):
         chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
         got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
         assert got == pytest.approx(all_subset_values(5e5, n_own, sizes, prices).max(), rel=1e-9)
-    assert len(tables) > 50
+    assert len(tables) > 50 and sum(tables) > 10
 
 
 @pytest.mark.parametrize(("span", "bits"), [(2, 1 << 28), (0, 1 << 28), (0, 0)])
@@ -452,26 +452,35 @@ def lattice_core(sqrt_k, n_own, sizes, prices):
 @pytest.mark.parametrize("noise", [0.0, 1e-6, 0.3])
 def test_flip_table_ranges_hold_every_set_that_can_win(noise):
     # after each flip of the plan's order, every set whose loss stays within the budget has
-    # its partial pool change inside the plan's range, and its final one in [low, high]
+    # its partial pool change inside the plan's range, and its final one in [low, high];
+    # with sizes of 0.5 (or 0.1) but mostly integral ones, the integral flips go first
     rng = np.random.default_rng(int(noise * 1e7) + 5)
-    for _ in range(60):
+    phased = 0
+    for _ in range(90):
         k = int(rng.integers(2, 11))
         sizes = rng.integers(1, rng.choice([5, 60, 400]), k) * rng.choice([1.0, 0.5])
+        sizes[rng.random(k) < 0.2] *= rng.choice([1.0, 1.3])
+        sizes = np.round(sizes, 1)
         n_own = float(rng.choice([1.0, 100.0, 1e4]))
         fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
         prices = 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
         core = lattice_core(np.sqrt(5e5), n_own, sizes, prices)
+        if not core.step:  # sizes of 0.1: the decimal lattice
+            core.step = exact._decimal_lattice(sizes)
         flipped = subsets(k)
         totals = core.loss(core.n_r + flipped @ core.move) + flipped @ core.w
         budget = float(np.quantile(totals, rng.uniform(0.0, 0.5))) + core.tol
         for bits in (False, True):
             plan = exact._ranged(core, budget, bits)
             units = core.units(plan.items)
+            assert np.all(units[: plan.coarse] % plan.ratio == 0)
+            phased += plan.coarse > 0 and plan.coarse < plan.items.size
             for sets in flipped[totals <= budget]:
                 partial = np.concatenate([[0], np.cumsum(units * sets[plan.items])])
                 assert sets[plan.items].sum() == sets.sum()  # every flip it takes is planned
                 assert np.all((plan.lows <= partial) & (partial <= plan.highs))
                 assert plan.low <= partial[-1] <= plan.high
+    assert phased > 5
 
 
 def test_flip_tables_count_their_whole_span():
@@ -589,13 +598,15 @@ def test_exact_is_fast_when_some_sizes_are_misreported_and_prices_tie(K, scale, 
 
 def test_narrow_band_with_misreported_sizes_and_near_ties_is_exact(monkeypatch):
     # a tenth of the sellers report 1.3 times an integral size in a narrow band, prices per
-    # sample tied to 1e-6: no binary lattice, so when a short flip search does not settle a
-    # buyer the sizes go onto the lattice of 0.1 and the flip tables decide (the search
-    # alone took about half a second per buyer)
-    steps = []
-    tables = exact._table_flips
+    # sample tied to 1e-6: no binary lattice, so the sizes go onto the lattice of 0.1 and
+    # the flip tables decide (a flip search took about half a second per buyer), taking
+    # the integral sizes first on their lattice, ten times coarser
+    steps, ratios = [], []
+    tables, solve = exact._table_flips, exact._cost_table
     monkeypatch.setattr(exact, "_table_flips", lambda core, *args: steps.append(core.step) or
                         tables(core, *args))
+    monkeypatch.setattr(exact, "_cost_table", lambda core, plan, **kwargs:
+                        ratios.append(plan.ratio) or solve(core, plan, **kwargs))
     rng = np.random.default_rng(0)
     sizes = rng.integers(1000, 1100, 200).astype(float)
     sizes[rng.random(200) < 0.1] *= 1.3
@@ -604,7 +615,7 @@ def test_narrow_band_with_misreported_sizes_and_near_ties_is_exact(monkeypatch):
         chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
         got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
         assert got == pytest.approx(lattice_optimum(5e5, n_own, sizes, prices, 0.1), rel=1e-9)
-    assert steps == [0.1, 0.1]
+    assert steps == [0.1, 0.1] and ratios and set(ratios) == {10}
 
 
 def mixed_optimum(K, n_own, sizes, prices, odd):
