@@ -628,7 +628,7 @@ def _free_flips(core: _Core) -> np.ndarray:
     """Step 3e of the module docstring, every flip free: tables of bits, the narrow one of
     alternating flips first (it decides when it reaches the best lattice point next to n0).
     When they are large, the flip search goes first with a share of their time."""
-    near = _alternating(core, 0.0, core.w.size)
+    near = _alternating(core, 0.0, core.w.size, phased=False)
     quick = near.bits <= min(_QUICK_BITS, _BITS)
     flips = _bit_table(core, near, bounded=True) if quick else None
     if flips is not None:
@@ -720,21 +720,21 @@ def _alternating(core: _Core, loss: float, count: int, phased: bool = True) -> _
     """The `count` cheapest flips costing at most `loss`, alternating between growing and
     shrinking ones, with pool changes kept within _SPAN largest flips beyond both 0 and the
     lattice points next to n0. Partial sums of alternating flips stay near their end, so
-    this narrow table usually holds a best set; it may miss some. `phased`: integral sizes
-    on a coarser lattice go first (see :func:`_coarse`)."""
+    this narrow table usually holds a best set; it may miss some. `phased` (for flip
+    tables): integral sizes on a coarser lattice go first (see :func:`_coarse`)."""
     move = core.units(np.arange(core.move.size))
     cheap = np.zeros(move.size, dtype=bool)
     cheap[np.argsort(core.w, kind="stable")[:count]] = True
     cheap &= core.w <= loss
-    first, ratio = _coarse(core, np.arange(move.size), move) if phased else (cheap, 1)
-    runs = [cheap & first, cheap & ~first] if ratio > 1 else [cheap]
+    first, ratio = _coarse(core, np.arange(move.size), move)
+    runs = [cheap & first, cheap & ~first] if phased and ratio > 1 else [cheap]
     items = np.concatenate([_alternate(np.flatnonzero(run & (move > 0)),
                                        np.flatnonzero(run & (move < 0))) for run in runs])
     near = core.below_n0()
     span = _SPAN * int(np.abs(move).max())
     start, stop = min(near, 0) - span, max(near + 1, 0) + span
     ends = np.full(items.size + 1, start), np.full(items.size + 1, stop)
-    coarse = int(np.count_nonzero(runs[0])) if ratio > 1 else 0
+    coarse = int(np.count_nonzero(runs[0])) if len(runs) > 1 else 0
     return _Plan(items, move[items], *ends, start, stop, loss, items.size, coarse, ratio)
 
 
