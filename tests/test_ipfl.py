@@ -483,6 +483,39 @@ def test_flip_table_ranges_hold_every_set_that_can_win(noise):
     assert phased > 5
 
 
+def test_best_pool_looked_for_next_to_n0_first_is_the_one_a_full_scan_finds():
+    # a flip table's cheapest costs, unreached cells at `top`: scanning the cells next to
+    # n0 first and then only where L alone beats their best total finds the index a scan
+    # of every cell finds, also when the table reaches pools <= 0
+    rng = np.random.default_rng(4)
+    windowed = 0
+    for trial in range(200):
+        k = int(rng.integers(3, 30))
+        sizes = rng.integers(1000, 1100, k).astype(float)
+        n_own = float(rng.choice([1.0, 1e3, 1e5]))
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+        core = lattice_core(np.sqrt(5e5), n_own, sizes, 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes)
+        size = int(rng.choice([100, 5000, 40000]))
+        start = int(rng.integers(-size, 1))
+        if trial == 0:  # in floats (3 * 0.1) / 0.1 > 3, and the pool 3 units below is 0
+            core.n_r, core.step, size, start = 3 * 0.1, 0.1, 5000, -10
+        top = 1 << 14
+        cheapest = rng.integers(0, top, size)
+        cheapest[rng.random(size) < rng.uniform(0.0, 0.9)] = top
+        unit = core.tol * 10.0 ** rng.uniform(-2, 6)
+        ends = tuple(sorted(rng.integers(0, size, 2).tolist()))
+        if trial == 0:
+            ends, cheapest[-3 - start] = (0, size - 1), 0
+        x = np.arange(ends[0], ends[1] + 1)
+        pools = core.n_r + (x + start) * core.step
+        x = x[(cheapest[x] < top) & (pools > 0)]
+        total = cheapest[x] * unit + core.loss(core.n_r + (x + start) * core.step)
+        expected = int(x[np.argmin(total)]) if x.size else None
+        assert exact._least_total(core, cheapest, unit, top, start, ends) == expected
+        windowed += ends[1] - ends[0] >= 8 * exact._WINDOW
+    assert windowed > 30
+
+
 def test_flip_tables_count_their_whole_span():
     # sizes on a binary lattice of 2^-40 (one is 90 + 2^-40) and a relaxation that stops at
     # the pool of R, every flip dearer than R's zero loss: the table of alternating flips has
