@@ -1007,10 +1007,9 @@ def _cost_units(core: _Core, plan: _Plan, exact: bool) -> tuple[np.ndarray, floa
     best set is within tol / 4 of the best one within the budget, which flips at most
     `most` sellers. Budgets stay below L(n_r) + tol <= (1e11 + 1) tol, so int64 holds
     them; only a budget past 2^58 tol would be counted in coarser units. A table that only
-    looks for a good set (not `exact`) counts in units of at least budget / 2^13, so the
-    sums of a few dozen flips fit 16-bit integers."""
+    looks for a good set (not `exact`) counts in units of at least budget / 2^29."""
     most = max(plan.most, 1)
-    unit = core.tol / (4 * most) if exact else max(core.tol / (4 * most), plan.budget / (1 << 13))
+    unit = core.tol / (4 * most) if exact else max(core.tol / (4 * most), plan.budget / (1 << 29))
     reach = plan.budget / unit + most  # units of any set within the budget
     if reach < (1 << 14) - 1:  # then top + any cost stays within the type
         dtype, top = np.int16, 1 << 14
