@@ -449,6 +449,12 @@ def lattice_core(sqrt_k, n_own, sizes, prices):
     return core
 
 
+def tied_core(rng, n_own, sizes):
+    """lattice_core with prices per sample tied at the slope of g at a random fill (K = 5e5)."""
+    fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+    return lattice_core(np.sqrt(5e5), n_own, sizes, 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes)
+
+
 @pytest.mark.parametrize("noise", [0.0, 1e-6, 0.3])
 def test_flip_table_ranges_hold_every_set_that_can_win(noise):
     # after each flip of the plan's order, every set whose loss stays within the budget has
@@ -493,8 +499,7 @@ def test_best_pool_looked_for_next_to_n0_first_is_the_one_a_full_scan_finds():
         k = int(rng.integers(3, 30))
         sizes = rng.integers(1000, 1100, k).astype(float)
         n_own = float(rng.choice([1.0, 1e3, 1e5]))
-        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
-        core = lattice_core(np.sqrt(5e5), n_own, sizes, 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes)
+        core = tied_core(rng, n_own, sizes)
         size = int(rng.choice([100, 5000, 40000]))
         start = int(rng.integers(-size, 1))
         if trial == 0:  # in floats (3 * 0.1) / 0.1 > 3, and the pool 3 units below is 0
@@ -545,8 +550,7 @@ def test_flip_table_counts_costs_in_whole_units_within_a_quarter_of_tol(monkeypa
         k = int(rng.integers(4, 11))
         sizes = rng.integers(1, 6, k).astype(float)
         n_own = float(rng.choice([3e5, 1e6, 3e6]))
-        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
-        core = lattice_core(np.sqrt(5e5), n_own, sizes, 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes)
+        core = tied_core(rng, n_own, sizes)
         core.w = rng.uniform(0, 3, k) * core.tol
         flipped = subsets(k)
         totals = core.loss(core.n_r + flipped @ core.move) + flipped @ core.w
