@@ -113,10 +113,10 @@ relaxation's pool), so no exact method is fast on every input. The slowest known
 sizes in a narrow band (all within 10 % of each other) with prices per sample tied to within
 1e-12 to 1e-3: about 2 to 4 ms per buyer for integer sizes (under a second per round at
 m = 200), and about 2 to 5 ms when a tenth of them are 1.3 times an integer (tables on the
-lattice of 0.1, the integral sizes first on theirs). Sizes of that kind on no decimal lattice, and exact
-ties with more than 32 sizes off both lattices, have no table and can take minutes per
-buyer. Above 2^15 states the search continues depth-first over halves, so memory stays
-bounded while the answer stays exact.
+lattice of 0.1, the integral sizes first on theirs). Sizes of that kind on no decimal
+lattice, and exact ties with more than 32 sizes off both lattices, have no table and can
+take minutes per buyer. Above 2^15 states the search continues depth-first over halves, so
+memory stays bounded while the answer stays exact.
 """
 
 from __future__ import annotations
