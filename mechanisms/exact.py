@@ -608,21 +608,27 @@ def _table_flips(core: _Core) -> np.ndarray:
     else:
         search.first_state()
     plan = _ranged(core, search.best + core.tol)
-    gain = plan.cells > max(_SMALL_CELLS, _NARROW_GAIN * near.cells)
-    if gain and not narrowed and near.cells <= _SMALL_CELLS:
-        narrowed = True
-        if search.offer(*_cost_table(core, near, exact=False)):
-            plan = _ranged(core, search.best + core.tol)
+    gain = not narrowed and plan.cells > max(_SMALL_CELLS, _NARROW_GAIN * near.cells)
+    early = near.cells <= _SMALL_CELLS  # a small table of alternating flips goes first
+    if gain and early:
+        plan = _narrowed(core, search, near, plan)
     if plan.cells > _SMALL_CELLS:
         if search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
             return search.best_flips
-        if gain and not narrowed and near.cells <= _CELLS:
-            if search.offer(*_cost_table(core, near, exact=False)):
-                plan = _ranged(core, search.best + core.tol)
+        if gain and not early and near.cells <= _CELLS:
+            plan = _narrowed(core, search, near, plan)
     if plan.cells <= _CELLS:
         return _cost_table(core, plan)[1]
     search.attempt(np.inf)
     return search.best_flips
+
+
+def _narrowed(core: _Core, search: _Search, near: _Plan, plan: _Plan) -> _Plan:
+    """`plan` narrowed by the loss of the best state of the table of alternating flips
+    `near`, when that state beats the search's best."""
+    if search.offer(*_cost_table(core, near, exact=False)):
+        return _ranged(core, search.best + core.tol)
+    return plan
 
 
 def _free_flips(core: _Core) -> np.ndarray:
