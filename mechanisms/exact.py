@@ -155,6 +155,7 @@ _NARROW_GAIN = 4  # that table goes first when the full one has this many times 
 _OFF_LATTICE, _PAIRS = 32, 1 << 16  # free flips off the others' lattice: at most 32, and
 # at most this many of their sets paired one by one
 _OFF_STATES = 16  # search states per seller before the free flips off the lattice are tried
+_AT_ONCE = 2  # their sets are paired at once when at most this many times a half's subsets
 _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved onto it
 _WINDOW = 512  # flip tables first look for the best pool this many cells next to n0
 
@@ -932,13 +933,14 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     The flips of the others, S, move the pool by f_S; the integral flips then reach
     changes d (in units g of their lattice) listed by a table of bits, complete for the
     pools where L < `loss`. The best pool with S is the reachable lattice point next to n0
-    below or above (L is convex). If every d were reachable, that would be n0 - delta_S or
-    n0 - delta_S + g with delta_S = (n0 - n_r - f_S) mod g: the least and the largest
-    delta_S come from the two halves' subset sums mod g, one half sorted (meet in the
-    middle). This bounds every set from below, so when the bound's best set is reachable,
-    it is optimal. Otherwise the sets S so paired give a good set, and only the S whose
-    pools can lie where L beats it count; when at most _PAIRS of them do, each is paired
-    with its reachable lattice points."""
+    below or above (L is convex), and only the S whose pools can lie where L < `loss`
+    count. When they are at most _AT_ONCE times as many as a half's subsets, each is paired
+    with its reachable lattice points at once. Otherwise: if every d were reachable, the best pool
+    would be n0 - delta_S or n0 - delta_S + g with delta_S = (n0 - n_r - f_S) mod g; the
+    least and the largest delta_S come from the two halves' subset sums mod g, one half
+    sorted (meet in the middle). This bounds every set from below, so when the bound's best
+    set is reachable, it is optimal. Else the sets S so paired give a good set, and only the
+    S whose pools can lie where L beats it are paired one by one (at most _PAIRS of them)."""
     off, on = np.flatnonzero(~core.integral), np.flatnonzero(core.integral)
     g = _lattice(core.size[on]) if on.size else 0.0
     if not 0 < off.size <= _OFF_LATTICE or not g:
@@ -975,29 +977,41 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
         k = int(np.argmin(losses))
         return float(losses[k]), int(i[k % i.size]), int(j[k % i.size]), int(change[k])
 
-    by_residue = np.argsort(np.mod(second, g), kind="stable")
-    residue = np.mod(second, g)[by_residue]
-    target = np.mod(gap - first, g)
-    below = np.searchsorted(residue, target, side="right") - 1  # -1: the largest (wraps)
-    above = np.where(below + 1 == residue.size, 0, below + 1)  # past the end: the least
-    i = np.tile(np.arange(first.size), 2)
-    j = by_residue[np.concatenate([below, above])]
-    pools = core.n0 - np.mod(gap - first[i] - second[j], g) + np.repeat([0.0, g], first.size)
-    found = best(i, j)
-    possible = pools[pools > 0]  # if every change were reachable; pools are positive
-    if possible.size and found[0] > core.loss(possible).min() + core.tol:
-        low, high = _pools_within(core, min(found[0], loss), low, high)
-        by_size = np.argsort(second, kind="stable")
-        sizes = second[by_size]
+    by_size = np.argsort(second, kind="stable")
+    sizes = second[by_size]
+
+    def paired(low: float, high: float, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The sets S = (i, j) whose pools can lie within [low, high], or None when they
+        are more than `limit`."""
         lo = np.searchsorted(sizes, low - core.n_r - at[-1] * g - first)
         hi = np.searchsorted(sizes, high - core.n_r - at[0] * g - first, side="right")
         count = np.maximum(hi - lo, 0)
-        if count.sum() > _PAIRS:
+        if count.sum() > limit:
             return None
         i = np.repeat(np.arange(first.size), count)
-        j = by_size[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count - lo, count)]
-        if i.size:
-            found = min(found, best(i, j))
+        return i, by_size[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count - lo, count)]
+
+    found = (np.inf, 0, 0, 0)
+    pairs = paired(low, high, _AT_ONCE * first.size)  # the sets that can beat `loss`, if few
+    if pairs is None:
+        by_residue = np.argsort(np.mod(second, g), kind="stable")
+        residue = np.mod(second, g)[by_residue]
+        target = np.mod(gap - first, g)
+        below = np.searchsorted(residue, target, side="right") - 1  # -1: the largest (wraps)
+        above = np.where(below + 1 == residue.size, 0, below + 1)  # past the end: the least
+        i = np.tile(np.arange(first.size), 2)
+        j = by_residue[np.concatenate([below, above])]
+        pools = core.n0 - np.mod(gap - first[i] - second[j], g) + np.repeat([0.0, g], first.size)
+        found = best(i, j)
+        possible = pools[pools > 0]  # if every change were reachable; pools are positive
+        if possible.size and found[0] > core.loss(possible).min() + core.tol:
+            pairs = paired(*_pools_within(core, min(found[0], loss), low, high), _PAIRS)
+            if pairs is None:
+                return None
+    if pairs is not None and pairs[0].size:
+        found = min(found, best(*pairs))
+    if not np.isfinite(found[0]):
+        return np.inf, np.zeros(0, dtype=np.int64)
     value, i, j, change = found
     flips = [halves[0][b] for b in range(halves[0].size) if i >> b & 1]
     flips += [halves[1][b] for b in range(halves[1].size) if j >> b & 1]

@@ -584,15 +584,17 @@ def test_exact_clearing_in_threads_equals_clearing_in_turn():
         np.testing.assert_array_equal(A, in_turn[i % 4])
 
 
-@pytest.mark.parametrize(("factor", "snap"), [(1.3, False), ("random", False), (1.3, True),
-                                              (0.7, True)])
-def test_free_flips_with_misreported_sizes_equal_brute_force(monkeypatch, factor, snap):
+@pytest.mark.parametrize(("factor", "snap", "at_once"),
+                         [(1.3, False, 2), ("random", False, 2), ("random", False, 0),
+                          ("random", False, 1 << 30), (1.3, True, 2), (0.7, True, 2)])
+def test_free_flips_with_misreported_sizes_equal_brute_force(monkeypatch, factor, snap, at_once):
     # prices exactly proportional to sizes, some sizes reported as a multiple of integral
     # ones, so there is no lattice: the subset sums of the misreported sizes meet the
-    # integral flips' table of bits (step 3f), or, when there are too many of them
-    # (forced here), decimal factors put the sizes on a lattice of 0.1 up to rounding
+    # integral flips' table of bits (step 3f; `at_once` 0 forces the meet-in-the-middle
+    # bound first, 2^30 pairs every set that can win at once), or, when there are too many
+    # of them (forced here), decimal factors put the sizes on a lattice of 0.1 up to rounding
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_OFF_STATES", 0),
-                        ("_OFF_LATTICE", 0 if snap else 32)):
+                        ("_OFF_LATTICE", 0 if snap else 32), ("_AT_ONCE", at_once)):
         monkeypatch.setattr(exact, name, value)
     decided, snapped = [], []
     solve, lattice = exact._off_lattice, exact._decimal_lattice
