@@ -946,13 +946,13 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     if not 0 < off.size <= _OFF_LATTICE or not g:
         return None
     halves = off[: off.size // 2], off[off.size // 2 :]
-    first, second = (_subset_sums(core.move[h], np.zeros(h.size))[0] for h in halves)
+    (first, first_code), (second, second_code) = (_sorted_subsets(core.move[h]) for h in halves)
     low, high = _pools_within(core, loss, core.n_r + core.move[core.move < 0].sum(),
                               core.n_r + core.move[core.move > 0].sum())
     moves = np.rint(core.move[on] / g).astype(np.int64)
     grow, shrink = int(moves[moves > 0].sum()), int(-moves[moves < 0].sum())
-    least = max(int(np.floor((low - core.n_r - first.max() - second.max()) / g)) - 1, -shrink)
-    most = min(int(np.ceil((high - core.n_r - first.min() - second.min()) / g)) + 1, grow)
+    least = max(int(np.floor((low - core.n_r - first[-1] - second[-1]) / g)) - 1, -shrink)
+    most = min(int(np.ceil((high - core.n_r - first[0] - second[0]) / g)) + 1, grow)
     spans = [(max(min(least - grow, 0), -shrink), max(most, 0)),  # shrinking flips first
              (min(least, 0), min(max(most + shrink, 0), grow))]  # growing flips first
     shrinks_first = spans[0][1] - spans[0][0] <= spans[1][1] - spans[1][0]
@@ -968,48 +968,50 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
         return np.inf, np.zeros(0, dtype=np.int64)
     gap = core.n0 - core.n_r
 
-    def best(i: np.ndarray, j: np.ndarray) -> tuple[float, int, int, int]:
-        """Of the sets S = (i, j), with the reachable changes next to n0: (loss, i, j, d)."""
-        shift = first[i] + second[j]
+    def best(shift: np.ndarray, codes: tuple[np.ndarray, np.ndarray]) -> tuple:
+        """Of the sets S moving the pool by `shift` (their halves' `codes`), with the
+        reachable changes next to n0: (loss, first code, second code, d)."""
         under = np.searchsorted(at, np.floor((gap - shift) / g), side="right") - 1
         change = np.concatenate([at[np.maximum(under, 0)], at[np.minimum(under + 1, at.size - 1)]])
         losses = core.loss(core.n_r + np.tile(shift, 2) + change * g)
         k = int(np.argmin(losses))
-        return float(losses[k]), int(i[k % i.size]), int(j[k % i.size]), int(change[k])
+        return float(losses[k]), int(codes[0][k % shift.size]), int(codes[1][k % shift.size]), \
+            int(change[k])
 
-    by_size = np.argsort(second, kind="stable")
-    sizes = second[by_size]
-
-    def paired(low: float, high: float, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The sets S = (i, j) whose pools can lie within [low, high], or None when they
-        are more than `limit`."""
-        lo = np.searchsorted(sizes, low - core.n_r - at[-1] * g - first)
-        hi = np.searchsorted(sizes, high - core.n_r - at[0] * g - first, side="right")
+    def paired(low: float, high: float, limit: int) -> tuple | None:
+        """`best` of the sets S whose pools can lie within [low, high], (inf, ...) when there
+        is none, or None when they are more than `limit`. Both halves are sorted, so the
+        searches go in order."""
+        lo = np.searchsorted(second, low - core.n_r - at[-1] * g - first)
+        hi = np.searchsorted(second, high - core.n_r - at[0] * g - first, side="right")
         count = np.maximum(hi - lo, 0)
-        if count.sum() > limit:
+        total = int(count.sum())
+        if total > limit:
             return None
+        if not total:
+            return np.inf, 0, 0, 0
         i = np.repeat(np.arange(first.size), count)
-        return i, by_size[np.arange(count.sum()) - np.repeat(np.cumsum(count) - count - lo, count)]
+        j = np.arange(total) - np.repeat(np.cumsum(count) - count - lo, count)
+        return best(first[i] + second[j], (first_code[i], second_code[j]))
 
-    found = (np.inf, 0, 0, 0)
-    pairs = paired(low, high, _AT_ONCE * first.size)  # the sets that can beat `loss`, if few
-    if pairs is None:
-        by_residue = np.argsort(np.mod(second, g), kind="stable")
-        residue = np.mod(second, g)[by_residue]
-        target = np.mod(gap - first, g)
+    found = paired(low, high, _AT_ONCE * first.size)  # the sets that can beat `loss`, if few
+    if found is None:
+        (left, left_code), (right, right_code) = (_sorted_subsets(core.move[h], g) for h in halves)
+        residue = np.mod(right, g)
+        target = np.mod(gap - left, g)
         below = np.searchsorted(residue, target, side="right") - 1  # -1: the largest (wraps)
         above = np.where(below + 1 == residue.size, 0, below + 1)  # past the end: the least
-        i = np.tile(np.arange(first.size), 2)
-        j = by_residue[np.concatenate([below, above])]
-        pools = core.n0 - np.mod(gap - first[i] - second[j], g) + np.repeat([0.0, g], first.size)
-        found = best(i, j)
+        i = np.tile(np.arange(left.size), 2)
+        j = np.concatenate([below, above])
+        shift = left[i] + right[j]
+        pools = core.n0 - np.mod(gap - shift, g) + np.repeat([0.0, g], left.size)
+        found = best(shift, (left_code[i], right_code[j]))
         possible = pools[pools > 0]  # if every change were reachable; pools are positive
         if possible.size and found[0] > core.loss(possible).min() + core.tol:
-            pairs = paired(*_pools_within(core, min(found[0], loss), low, high), _PAIRS)
-            if pairs is None:
+            more = paired(*_pools_within(core, min(found[0], loss), low, high), _PAIRS)
+            if more is None:
                 return None
-    if pairs is not None and pairs[0].size:
-        found = min(found, best(*pairs))
+            found = min(found, more)
     if not np.isfinite(found[0]):
         return np.inf, np.zeros(0, dtype=np.int64)
     value, i, j, change = found
@@ -1017,6 +1019,19 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     flips += [halves[1][b] for b in range(halves[1].size) if j >> b & 1]
     return value, np.concatenate([np.array(flips, dtype=np.int64),
                                   _traced(reach[:-1], on[order], moves[order], change - start)])
+
+
+def _sorted_subsets(move: np.ndarray, g: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The pool change of every subset of the flips `move` and its code (bit b flags
+    move[b]), sorted by pool change, or by pool change mod g when g > 0. Built one flip at
+    a time: each step merges sorted runs (two, or three mod g), which a stable sort does in
+    linear time."""
+    total, code = np.zeros(1), np.zeros(1, dtype=np.int64)
+    for b, dm in enumerate(move.tolist()):
+        total, code = np.concatenate([total, total + dm]), np.concatenate([code, code | 1 << b])
+        order = np.argsort(np.mod(total, g) if g else total, kind="stable")
+        total, code = total[order], code[order]
+    return total, code
 
 
 def _cost_units(core: _Core, plan: _Plan, exact: bool) -> tuple[np.ndarray, float, int]:
