@@ -83,15 +83,18 @@ Why the answer is exact. g is increasing and concave, so:
    f. Every flip free, integral sizes but for at most 32 others (sizes reported as a
       multiple of the true ones, say), after a short flip search: a table of bits lists the
       pool changes the integral flips reach; for a set S of the others, the best pool is
-      the reachable lattice point next to n0 below or above. Were every lattice point
+      the reachable lattice point next to n0 below or above. The sets S whose pools can
+      beat the search's best state are paired with their reachable points one by one when
+      they are few (two per subset of a half). Otherwise: were every lattice point
       reachable, the best S would follow from the subset sums of the others mod g (meet in
       the middle); that bound is exact when its set is reachable, and otherwise the sets S
-      whose pools can still win (at most 2^16 of them) are paired with their reachable
-      points one by one. With more than 32 such sizes, sizes within 2^-44 (relative) of
-      multiples of 10^-k, k <= 3 (a decimal factor such as 1.3), are moved onto that lattice
-      and 3e applies: every pool moves by less than 2^-44 of itself, far less than ``tol``.
-      When prices per sample do not all tie, sizes on such a decimal lattice but on no
-      binary one are moved onto it in the same way, and 3d applies.
+      whose pools can still win (at most 2^16 of them) are paired one by one. Each half's
+      subset sums are built sorted, one flip at a time. With more than 32 such sizes, sizes
+      within 2^-44 (relative) of multiples of 10^-k, k <= 3 (a decimal factor such as 1.3),
+      are moved onto that lattice and 3e applies: every pool moves by less than 2^-44 of
+      itself, far less than ``tol``. When prices per sample do not all tie, sizes on such a
+      decimal lattice but on no binary one are moved onto it in the same way, and 3d
+      applies.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
