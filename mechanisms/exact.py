@@ -159,6 +159,7 @@ _OFF_LATTICE, _PAIRS = 32, 1 << 16  # free flips off the others' lattice: at mos
 # at most this many of their sets paired one by one
 _OFF_STATES = 16  # search states per seller before the free flips off the lattice are tried
 _AT_ONCE = 2  # their sets are paired at once when at most this many times a half's subsets
+_CHUNK = 8192  # else, sets paired by the bound are tried this many at a time
 _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved onto it
 _WINDOW = 512  # flip tables first look for the best pool this many cells next to n0
 
@@ -938,12 +939,13 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     pools where L < `loss`. The best pool with S is the reachable lattice point next to n0
     below or above (L is convex), and only the S whose pools can lie where L < `loss`
     count. When they are at most _AT_ONCE times as many as a half's subsets, each is paired
-    with its reachable lattice points at once. Otherwise: if every d were reachable, the best pool
-    would be n0 - delta_S or n0 - delta_S + g with delta_S = (n0 - n_r - f_S) mod g; the
-    least and the largest delta_S come from the two halves' subset sums mod g, one half
-    sorted (meet in the middle). This bounds every set from below, so when the bound's best
-    set is reachable, it is optimal. Else the sets S so paired give a good set, and only the
-    S whose pools can lie where L beats it are paired one by one (at most _PAIRS of them)."""
+    with its reachable lattice points at once. Otherwise: if every d were reachable, the
+    best pool would be n0 - delta_S or n0 - delta_S + g with delta_S = (n0 - n_r - f_S) mod
+    g; the least and the largest delta_S come from the two halves' subset sums mod g, one
+    half sorted (meet in the middle). This bounds every set from below, so when one of the
+    sets S so paired reaches the bound (tried _CHUNK at a time), it is optimal. Else they
+    give a good set, and only the S whose pools can lie where L beats it are paired one by
+    one (at most _PAIRS of them)."""
     off, on = np.flatnonzero(~core.integral), np.flatnonzero(core.integral)
     g = _lattice(core.size[on]) if on.size else 0.0
     if not 0 < off.size <= _OFF_LATTICE or not g:
@@ -1008,9 +1010,15 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
         j = np.concatenate([below, above])
         shift = left[i] + right[j]
         pools = core.n0 - np.mod(gap - shift, g) + np.repeat([0.0, g], left.size)
-        found = best(shift, (left_code[i], right_code[j]))
         possible = pools[pools > 0]  # if every change were reachable; pools are positive
-        if possible.size and found[0] > core.loss(possible).min() + core.tol:
+        bound = float(core.loss(possible).min()) if possible.size else -np.inf
+        found = (np.inf, 0, 0, 0)
+        for part in range(0, shift.size, _CHUNK):  # until a set reaches the bound
+            chunk = slice(part, part + _CHUNK)
+            found = min(found, best(shift[chunk], (left_code[i[chunk]], right_code[j[chunk]])))
+            if found[0] <= bound + core.tol:
+                break
+        if found[0] > bound + core.tol:
             more = paired(*_pools_within(core, min(found[0], loss), low, high), _PAIRS)
             if more is None:
                 return None

@@ -591,10 +591,12 @@ def test_free_flips_with_misreported_sizes_equal_brute_force(monkeypatch, factor
     # prices exactly proportional to sizes, some sizes reported as a multiple of integral
     # ones, so there is no lattice: the subset sums of the misreported sizes meet the
     # integral flips' table of bits (step 3f; `at_once` 0 forces the meet-in-the-middle
-    # bound first, 2^30 pairs every set that can win at once), or, when there are too many
-    # of them (forced here), decimal factors put the sizes on a lattice of 0.1 up to rounding
+    # bound first, its sets tried a few at a time, 2^30 pairs every set that can win at
+    # once), or, when there are too many of them (forced here), decimal factors put the
+    # sizes on a lattice of 0.1 up to rounding
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_OFF_STATES", 0),
-                        ("_OFF_LATTICE", 0 if snap else 32), ("_AT_ONCE", at_once)):
+                        ("_OFF_LATTICE", 0 if snap else 32), ("_AT_ONCE", at_once),
+                        ("_CHUNK", 4)):
         monkeypatch.setattr(exact, name, value)
     decided, snapped = [], []
     solve, lattice = exact._off_lattice, exact._decimal_lattice
