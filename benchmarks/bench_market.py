@@ -6,8 +6,9 @@
 2. Adversarial ties for exact clearing: cost proportional to data size (every seller has the
    same price per sample, exactly or up to 1e-6 noise) at m = 200, three coprime data sizes
    with tied prices at m = 200, integer sizes in a narrow band (1000 to 1099, the slowest
-   known kind) at m = 200, some of them misreported by a factor 1.3, and the posted-price
-   market without heterogeneity charge (lam = 0) at m = 50, timed next to greedy clearing.
+   known kind) at m = 200, some of them misreported by a factor 1.3, or 32 of them by random
+   factors (sizes on no lattice), and the posted-price market without heterogeneity charge
+   (lam = 0) at m = 50, timed next to greedy clearing.
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 
@@ -122,6 +123,11 @@ def tie_benchmarks() -> None:
     exact_next_to_greedy("misreported_narrow_band m=200 sizes=1000..1099 (10% x1.3) "
                          "cost=1e-5*N noise=1e-06",
                          (N, cost, K_VALUE, np.zeros((200, 200)), LAM), 1)
+    rng = np.random.default_rng(0)
+    N = rng.integers(1000, 1100, 200).astype(float)
+    N[rng.choice(200, 32, replace=False)] *= rng.uniform(0.5, 2.0, 32)  # on no lattice
+    exact_next_to_greedy("random_factors_narrow_band m=200 sizes=1000..1099 (32 x U(0.5,2)) "
+                         "cost=1e-3*N", (N, 1e-3 * N, K_VALUE, np.zeros((200, 200)), LAM), 1)
     m = 50
     rng = np.random.default_rng(50)
     N = rng.uniform(200, 400, m)
