@@ -980,8 +980,8 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
         change = np.concatenate([at[np.maximum(under, 0)], at[np.minimum(under + 1, at.size - 1)]])
         losses = core.loss(core.n_r + np.tile(shift, 2) + change * g)
         k = int(np.argmin(losses))
-        return float(losses[k]), int(codes[0][k % shift.size]), int(codes[1][k % shift.size]), \
-            int(change[k])
+        pair = k % shift.size
+        return float(losses[k]), int(codes[0][pair]), int(codes[1][pair]), int(change[k])
 
     def paired(low: float, high: float, limit: int) -> tuple | None:
         """`best` of the sets S whose pools can lie within [low, high], (inf, ...) when there
