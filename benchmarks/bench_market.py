@@ -128,6 +128,10 @@ def tie_benchmarks() -> None:
     N[rng.choice(200, 32, replace=False)] *= rng.uniform(0.5, 2.0, 32)  # on no lattice
     exact_next_to_greedy("random_factors_narrow_band m=200 sizes=1000..1099 (32 x U(0.5,2)) "
                          "cost=1e-3*N", (N, 1e-3 * N, K_VALUE, np.zeros((200, 200)), LAM), 1)
+    N = np.random.default_rng(0).uniform(1000, 1100, 200)  # sizes on no lattice at all
+    for K in (5e5, 6.8e6):  # best sets of four sellers, and of ten
+        exact_next_to_greedy(f"real_narrow_band m=200 sizes=U(1000,1100) K={K:g} cost=1e-3*N",
+                             (N, 1e-3 * N, np.full(200, K), np.zeros((200, 200)), LAM), 1)
     m = 50
     rng = np.random.default_rng(50)
     N = rng.uniform(200, 400, m)

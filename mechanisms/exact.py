@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is solved in one of six ways, all exact:
+3. The core is solved in one of seven ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, including
       first, bounded by the continuous relaxation of what is left. It settles a typical
@@ -95,6 +95,19 @@ Why the answer is exact. g is increasing and concave, so:
       itself, far less than ``tol``. When prices per sample do not all tie, sizes on such a
       decimal lattice but on no binary one are moved onto it in the same way, and 3d
       applies.
+   g. Every flip free, sizes on no lattice (3f does not apply or cannot decide): a set
+      that can beat the search's best state has its pool where L is lower, so its total
+      size lies in an interval. That bounds its number of sellers k, and which sellers it
+      can hold (one whose size plus the k - 1 smallest, or largest, misses the interval
+      cannot). When at most 4 values of k remain (sizes in a narrow band), each such set
+      of k out of n candidates is split into two parts of about k / 2 (of min(k, n - k)
+      sellers to leave out, when k > n / 2); for each first part, the best disjoint second
+      part reaches the nearest total size to n0 below or above, in the sorted list of
+      second parts. This is exact when the lists are short (at most 2^16 parts in all).
+      Otherwise the best sets of the k smallest or largest sellers, and the best sets of
+      up to 16 sellers paired from two disjoint lists of the sellers nearest the mean size
+      such a set needs, are offered to the search; each narrows the interval, and the
+      lists are tried again. A set within ``tol`` of the relaxation ends the search at once.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -105,21 +118,24 @@ Why it is fast on ties. Equal or nearly equal prices per sample (prices proporti
 sizes) make the relaxation's bound nearly attainable by many sets; pruning then needs a
 state within ``tol`` of it, a subset-sum search. A meet-in-the-middle search over the
 cheapest flips (2^20 combinations from two sorted lists of 2^10) supplies a good state
-first. When exact ties keep the search growing, further meet-in-the-middle searches
-(subsets of 12 tied sellers of spread sizes against all pairs of up to 120 others) and a
-local search (the best toggle of up to four sellers) look for a state within ``tol``, after
-which everything is pruned; with lattice sizes the rounded bound is attained exactly. On a
-lattice, exact ties go to the tables of bits (3e) and near ties to the flip table (3d); exact
-ties on integral sizes with a few others go to 3f. The problem contains subset sum (with all
-prices per sample equal, the best set is the one whose total size comes closest to the
-relaxation's pool), so no exact method is fast on every input. The slowest known inputs are
-sizes in a narrow band (all within 10 % of each other) with prices per sample tied to within
-1e-12 to 1e-3: about 2 to 4 ms per buyer for integer sizes (under a second per round at
-m = 200), and about 2 to 5 ms when a tenth of them are 1.3 times an integer (tables on the
-lattice of 0.1, the integral sizes first on theirs). Sizes of that kind on no decimal
-lattice, and exact ties with more than 32 sizes off both lattices, have no table and can
-take minutes per buyer. Above 2^15 states the search continues depth-first over halves, so
-memory stays bounded while the answer stays exact.
+first. When exact ties keep the search growing, further meet-in-the-middle searches (subsets
+of 12 tied sellers of spread sizes against all pairs of up to 120 others) and a local search
+(the best toggle of up to four sellers) look for a state within ``tol``, after which
+everything is pruned; with lattice sizes the rounded bound is attained exactly. On a
+lattice, exact ties go to the tables of bits (3e) and near ties to the flip table (3d);
+exact ties on integral sizes with a few others go to 3f, and on no lattice to 3g. The
+problem contains subset sum (with all prices per sample equal, the best set is the one whose
+total size comes closest to the relaxation's pool), so no exact method is fast on every
+input. The slowest known inputs are sizes in a narrow band (all within 10 % of each other)
+with prices per sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer for integer
+sizes (under a second per round at m = 200), and about 2 to 5 ms when a tenth of them are
+1.3 times an integer (tables on the lattice of 0.1, the integral sizes first on theirs).
+Sizes of that kind on no decimal lattice have no table and can take minutes per buyer. Exact
+ties on no lattice (3g) take at most about 30 ms per buyer with sizes drawn from bands 10 %
+wide or wider, but some with sizes within 1 % of each other, and sets of 15 or more sellers,
+take over 5 s per buyer: too many sets to pair, and none within ``tol`` of the relaxation
+found. Above 2^15 states the search continues depth-first over halves, so memory stays
+bounded while the answer stays exact.
 """
 
 from __future__ import annotations
@@ -162,6 +178,12 @@ _AT_ONCE = 2  # their sets are paired at once when at most this many times a hal
 _CHUNK = 8192  # else, sets paired by the bound are tried this many at a time
 _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved onto it
 _WINDOW = 512  # flip tables first look for the best pool this many cells next to n0
+_FEW_SETS = 1 << 16  # step 3g pairs lists of at most this many sets, over all set sizes,
+_FEW_COUNTS = 4  # when sets of at most this many numbers of sellers can beat the search
+_GUESS_SETS = (1 << 12, 1 << 14, 1 << 16)  # else lists this long supply good sets in turn,
+_GUESS_MOST = 16  # for sets of at most this many sellers
+_CHECKS = 1 << 22  # 3g gives up when a check for shared sellers takes this many words
+_PAIR_SHARE = 1 / 8  # flip-search states per set listed by 3g before it pairs them
 
 
 def marginal(sqrt_k, n_before, size):
@@ -582,16 +604,20 @@ def _flipped(core: _Core, flips: np.ndarray) -> np.ndarray:
 
 def _flips(core: _Core) -> np.ndarray:
     """The flips of an optimal set: the flip tables on a size lattice (3d, 3e), the free
-    flips off the lattice (3f), or else the flip search."""
+    flips off the lattice (3f, 3g), or else the flip search."""
     if core.step and not core.w.any():
         return _free_flips(core)
     if core.step:
         return _table_flips(core)
     search = _started_search(core)
-    if not core.w.any() and 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
-        if search.attempt(core.w.size * _OFF_STATES):
-            return search.best_flips
-        found = _off_lattice(core, search.best)
+    if not core.w.any():
+        found = None
+        if 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
+            if search.attempt(core.w.size * _OFF_STATES):
+                return search.best_flips
+            found = _off_lattice(core, search.best)
+        if found is None:
+            found = _few_members(core, search)
         if found is not None:
             return found[1] if found[0] < search.best else search.best_flips
     search.attempt(np.inf)
@@ -1043,6 +1069,180 @@ def _sorted_subsets(move: np.ndarray, g: float = 0.0) -> tuple[np.ndarray, np.nd
         order = np.argsort(np.mod(total, g) if g else total, kind="stable")
         total, code = total[order], code[order]
     return total, code
+
+
+def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | None:
+    """Step 3g of the module docstring: every flip free, sizes on no lattice. Returns
+    (loss, flips) of the best set when the sets that can beat the search's best state are
+    few enough to pair. Else it offers the search a good set of at most _GUESS_MOST
+    sellers, paired from the sellers nearest the mean size such a set needs, and tries
+    again with the search's new state, a few times with longer lists; then None."""
+    s = core.size
+    base = core.n_r - float(s[core.in_r].sum())
+    search.offer(*_extreme_sets(core, base))
+    for budget in (*_GUESS_SETS, 0):
+        members = _set_members(core, base, search.best)
+        if members is None:  # sizes spread widely: the search does better
+            return None
+        every = [_Pairing(m, m, min(k, m.size - k), m if 2 * k > m.size else None)
+                 for k, m in members.items() if k <= m.size]
+        work = sum(_pairing_work(x.first.size, x.second.size, x.count) for x in every)
+        if work <= _FEW_SETS:  # the search first, for a share of the pairing's time
+            if search.attempt(work * _PAIR_SHARE):
+                return search.best, search.best_flips
+            return _paired_members(core, base, every)  # None: too many sets share sellers
+        guessed = {k: m for k, m in members.items() if 0 < k <= _GUESS_MOST}
+        if not budget or not guessed or search.best <= core.tol:
+            return None
+        share, halves = budget // len(guessed), []
+        for k, m in guessed.items():
+            near = m[np.argsort(np.abs(s[m] - (core.n0 - base) / k), kind="stable")]
+            fewer, more = 0, m.size + 1  # the most sellers that fit the share, by bisection
+            while more - fewer > 1:
+                mid = (fewer + more) // 2
+                if _pairing_work(mid - mid // 2, mid // 2, k) <= share:
+                    fewer = mid
+                else:
+                    more = mid
+            halves.append(_Pairing(near[:fewer:2], near[1:fewer:2], k))
+        search.offer(*_paired_members(core, base, halves))
+    return None
+
+
+def _extreme_sets(core: _Core, base: float) -> tuple[float, np.ndarray]:
+    """(loss, flips) of the best set of the k smallest or the k largest sellers, over every
+    k: the best set when n0 lies between what k sellers can reach and what k + 1 can."""
+    by_size = np.argsort(core.size, kind="stable")
+    ends = by_size, by_size[::-1]
+    totals = np.stack([np.concatenate([[0.0], np.cumsum(core.size[end])]) for end in ends])
+    losses = core.loss(base + totals)
+    which, k = np.unravel_index(int(np.argmin(losses)), losses.shape)
+    picked = np.zeros(core.size.size, dtype=bool)
+    picked[ends[which][:k]] = True
+    flips = np.flatnonzero(picked ^ core.in_r)
+    return float(core.loss(core.n_r + core.move[flips].sum())), flips
+
+
+def _set_members(core: _Core, base: float, loss: float) -> dict[int, np.ndarray] | None:
+    """For each number of sellers k that a set S with its pool where L < `loss` can have,
+    the sellers it can hold; None when there are more than _FEW_COUNTS such k. Its total
+    size x_S lies in an interval, which bounds k; a seller whose size plus the k - 1
+    smallest, or largest, misses the interval cannot be in it."""
+    s = core.size
+    top = base + float(s.sum())
+    slack = 1e-9 * top  # rounding of the sums (it only widens the interval)
+    low, high = _pools_within(core, loss, base, top)
+    low, high = low - base - slack, high - base + slack
+    by_size = np.sort(s)
+    smallest, largest = (np.concatenate([[0.0], np.cumsum(x)]) for x in (by_size, by_size[::-1]))
+    counts = np.flatnonzero((smallest <= high) & (largest >= low)).tolist()
+    if len(counts) > _FEW_COUNTS:
+        return None
+    return {k: np.flatnonzero((s + smallest[k - 1] <= high) & (s + largest[k - 1] >= low))
+            if k else np.zeros(0, dtype=np.int64) for k in counts}
+
+
+def _pairing_work(first: int, second: int, k: int) -> int:
+    """Sets listed to pair k // 2 of `first` sellers with k - k // 2 of `second`."""
+    return math.comb(first, k // 2) + math.comb(second, k - k // 2)
+
+
+class _Pairing(NamedTuple):
+    """Sets of `count` sellers: count // 2 of `first` and the others of `second` (the same
+    list, or one disjoint from it); with `within`, the sellers of `within` but those."""
+
+    first: np.ndarray
+    second: np.ndarray
+    count: int
+    within: np.ndarray | None = None
+
+
+def _paired_members(core: _Core, base: float,
+                    pairings: list[_Pairing]) -> tuple[float, np.ndarray] | None:
+    """(loss, flips) of the best set of the `pairings`, (inf, none) when they hold none,
+    or None when too many of their parts share sellers. For each part from the first
+    list, the best disjoint one of the second reaches the nearest total size to n0 below
+    or above (L is convex), found in the sorted list of the second."""
+    s = core.size
+    best, chosen = np.inf, None
+    for first, second, count, within in pairings:
+        total = float(s[within].sum()) if within is not None else 0.0
+        sign = -1.0 if within is not None else 1.0  # the pool is base + total + sign x
+        pool = np.union1d(first, second)
+        left, right = (np.searchsorted(pool, x)[_combinations(x.size, h)]
+                       for x, h in ((first, count // 2), (second, count - count // 2)))
+        if not right.shape[0]:
+            continue
+        left_sum, right_sum = s[pool[left]].sum(axis=1), s[pool[right]].sum(axis=1)
+        order = np.argsort(right_sum, kind="stable")
+        right, right_sum = right[order], right_sum[order]
+        at = np.searchsorted(right_sum, sign * (core.n0 - base - total) - left_sum)
+        if first is second:
+            masks = _masks(left, pool.size), _masks(right, pool.size)
+            partners = _nearest_disjoint(*masks, at - 1, -1), _nearest_disjoint(*masks, at, 1)
+            if partners[0] is None or partners[1] is None:
+                return None
+        else:
+            partners = at - 1, np.where(at < right_sum.size, at, -1)
+        for partner in partners:
+            has = np.flatnonzero(partner >= 0)
+            if not has.size:
+                continue
+            losses = core.loss(base + total + sign * (left_sum[has] + right_sum[partner[has]]))
+            i = int(np.argmin(losses))
+            if losses[i] < best:
+                best = float(losses[i])
+                parts = pool[np.concatenate([left[has[i]], right[partner[has[i]]]])]
+                chosen = parts if within is None else np.setdiff1d(within, parts)
+    if chosen is None:
+        return np.inf, np.zeros(0, dtype=np.int64)
+    picked = np.zeros(s.size, dtype=bool)
+    picked[chosen] = True
+    flips = np.flatnonzero(picked ^ core.in_r)
+    return float(core.loss(core.n_r + core.move[flips].sum())), flips
+
+
+def _combinations(n: int, h: int) -> np.ndarray:
+    """Every h-subset of range(n), one per row in ascending order."""
+    rows = np.zeros((1, 0), dtype=np.int64)
+    for left in range(h, 0, -1):  # members still to pick, this one included
+        last = rows[:, -1] if rows.shape[1] else np.full(rows.shape[0], -1)
+        count = np.maximum(n - left - last, 0)  # room for the others after this one
+        offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        rows = np.column_stack([np.repeat(rows, count, axis=0),
+                                np.repeat(last + 1, count) + offset])
+    return rows
+
+
+def _masks(rows: np.ndarray, n: int) -> np.ndarray:
+    """Each row of members out of range(n) as bits, 64 to a word."""
+    out = np.zeros((rows.shape[0], (n + 63) // 64), dtype=np.uint64)
+    every = np.arange(rows.shape[0])
+    for column in rows.T:
+        out[every, column // 64] |= np.left_shift(np.uint64(1), (column % 64).astype(np.uint64))
+    return out
+
+
+def _nearest_disjoint(left: np.ndarray, right: np.ndarray, start: np.ndarray,
+                      step: int) -> np.ndarray | None:
+    """For each row of `left` (member bits), the first row of `right` from `start` on (in
+    direction `step`) that shares no member with it, or -1 when there is none; None when
+    the rows still looking would compare more than _CHECKS words at once."""
+    found = np.full(left.shape[0], -1)
+    todo, at, width = np.arange(left.shape[0]), start.copy(), 2
+    while todo.size:
+        if todo.size * width * left.shape[1] > _CHECKS:
+            return None
+        rows = at[todo, None] + step * np.arange(width)
+        inside = (rows >= 0) & (rows < right.shape[0])
+        shared = left[todo, None, :] & right[np.clip(rows, 0, right.shape[0] - 1)]
+        free = inside & ~shared.any(axis=2)
+        hit = free.any(axis=1)
+        found[todo[hit]] = rows[hit, np.argmax(free[hit], axis=1)]
+        at[todo] += step * width
+        todo = todo[~hit & inside[:, -1]]
+        width *= 2
+    return found
 
 
 def _cost_units(core: _Core, plan: _Plan, exact: bool) -> tuple[np.ndarray, float, int]:

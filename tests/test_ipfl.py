@@ -689,6 +689,62 @@ def test_exact_is_fast_and_exact_when_sizes_are_misreported_by_odd_factors():
                               mixed_optimum(K, n, sizes, prices, odd[sellers]))
 
 
+@pytest.mark.parametrize("few_sets", [1 << 16, 0])
+def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets):
+    # prices exactly proportional to sizes that lie on no lattice: step 3g pairs the sets
+    # of few sellers that can beat the flip search's state, or (`few_sets` 0: too many to
+    # pair) offers the search its guesses, and the search decides
+    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_PAIR_SHARE", 0),
+                        ("_FEW_SETS", few_sets)):
+        monkeypatch.setattr(exact, name, value)
+    outcomes = []
+    solve = exact._few_members
+    monkeypatch.setattr(exact, "_few_members",
+                        lambda core, search: outcomes.append(solve(core, search)) or outcomes[-1])
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        k = int(rng.integers(2, 13))
+        low = float(rng.choice([1.0, 50.0, 1000.0]))
+        sizes = low * rng.uniform(1.0, 1.0 + float(rng.choice([0.01, 0.1, 1.0, 19.0])), k)
+        n_own, K = float(rng.choice([1.0, 100.0, 1e4])), float(rng.choice([1e3, 5e5, 1e8]))
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+        prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes
+        chosen = ipfl.best_import_set(K, n_own, sizes, prices)
+        got = ipfl.import_value(K, n_own, sizes, prices, chosen)
+        best = all_subset_values(K, n_own, sizes, prices).max()
+        assert got == pytest.approx(best, rel=1e-9, abs=1e-11 * np.sqrt(K / n_own))
+    decided = sum(found is not None for found in outcomes)
+    assert decided > 60 if few_sets else len(outcomes) > 60 and not decided
+
+
+def relaxed_value(K, n_own, total, price):
+    """The best value of imports at `price` per sample, any amount up to `total` (what
+    the continuous relaxation of a market with prices per sample tied reaches)."""
+    n = np.clip((np.sqrt(K) / (2 * price)) ** (2 / 3), n_own, n_own + total)
+    return float(ipfl.gain(K, n_own, n) - price * (n - n_own))
+
+
+def test_exact_is_fast_and_exact_when_tied_sizes_lie_on_no_lattice(monkeypatch):
+    # sizes drawn from a narrow band of reals (no lattice, no table), prices per sample
+    # tie exactly: the flip search alone took about 70 s for the market with four sellers
+    # in the best sets (step 3g pairs every set that can win) and did not finish with ten
+    # (3g's guesses reach the relaxation's bound, which proves them optimal)
+    m = 200
+    N = np.random.default_rng(0).uniform(1000, 1100, m)
+    market = (N, 1e-3 * N, np.full(m, 5e5), np.zeros((m, m)), 1.0)
+
+    def searched(K, n_own, sizes, prices, _):
+        with monkeypatch.context() as patch:
+            patch.setattr(exact, "_few_members", lambda core, search: None)
+            chosen = ipfl.best_import_set(K, n_own, sizes, prices)
+        return ipfl.import_value(K, n_own, sizes, prices, chosen)
+
+    assert_fast_and_exact(market, (0, 1), searched)
+    market = (N, 1e-3 * N, np.full(m, 6.8e6), np.zeros((m, m)), 1.0)
+    assert_fast_and_exact(market, (0, 1, 2), lambda K, n_own, sizes, prices, _:
+                          relaxed_value(K, n_own, sizes.sum(), 1e-3))
+
+
 def test_free_flips_with_a_move_beyond_the_table_stay_exact():
     # two sellers on a lattice of 2^-39: the relaxation's pool lies within one flip, and the
     # other flip moves the pool by 1.5e14 lattice units, far beyond the table of bits
