@@ -95,19 +95,20 @@ Why the answer is exact. g is increasing and concave, so:
       itself, far less than ``tol``. When prices per sample do not all tie, sizes on such a
       decimal lattice but on no binary one are moved onto it in the same way, and 3d
       applies.
-   g. Every flip free, sizes on no lattice (3f does not apply or cannot decide): a set
-      that can beat the search's best state has its pool where L is lower, so its total
-      size lies in an interval. That bounds its number of sellers k, and which sellers it
-      can hold (one whose size plus the k - 1 smallest, or largest, misses the interval
-      cannot). When at most 4 values of k remain (sizes in a narrow band), each such set
-      of k out of n candidates is split into two parts of about k / 2 (of min(k, n - k)
-      sellers to leave out, when k > n / 2); for each first part, the best disjoint second
-      part reaches the nearest total size to n0 below or above, in the sorted list of
-      second parts. This is exact when the lists are short (at most 2^16 parts in all).
-      Otherwise the best sets of the k smallest or largest sellers, and the best sets of
+   g. Every flip free, sizes on no lattice (3f does not apply or cannot decide): a set that
+      can beat the search's best state has its pool where L is lower, so its total size lies
+      in an interval. That bounds its number of sellers k, and which sellers it can hold
+      (one whose size plus the k - 1 smallest, or largest, misses the interval cannot). When
+      at most 4 values of k remain (sizes in a narrow band), each such set of k out of n
+      candidates is split into two parts of about k / 2 (of min(k, n - k) sellers to leave
+      out, when k > n / 2); for each first part, the best disjoint second part reaches the
+      nearest total size to n0 below or above, in the sorted list of second parts. This is
+      exact when the lists are short (at most 2^16 parts in all; the search goes first, for
+      an eighth as many states as parts listed). The search is first offered the best set of
+      the k smallest or largest sellers, and, while the lists are too long, the best set of
       up to 16 sellers paired from two disjoint lists of the sellers nearest the mean size
-      such a set needs, are offered to the search; each narrows the interval, and the
-      lists are tried again. A set within ``tol`` of the relaxation ends the search at once.
+      such a set needs (longer lists each time); each narrows the interval before the lists
+      are made again. A set within ``tol`` of the relaxation ends the search at once.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -1074,9 +1075,10 @@ def _sorted_subsets(move: np.ndarray, g: float = 0.0) -> tuple[np.ndarray, np.nd
 def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | None:
     """Step 3g of the module docstring: every flip free, sizes on no lattice. Returns
     (loss, flips) of the best set when the sets that can beat the search's best state are
-    few enough to pair. Else it offers the search a good set of at most _GUESS_MOST
-    sellers, paired from the sellers nearest the mean size such a set needs, and tries
-    again with the search's new state, a few times with longer lists; then None."""
+    few enough to pair (the search first goes on for a share of the pairing's time), or
+    None. Before each try it offers the search good sets: first the best of the k smallest
+    or largest sellers, then the best of up to _GUESS_MOST sellers paired from the sellers
+    nearest the mean size such a set needs, from longer lists each time."""
     s = core.size
     base = core.n_r - float(s[core.in_r].sum())
     search.offer(*_extreme_sets(core, base))

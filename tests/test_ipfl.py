@@ -689,13 +689,13 @@ def test_exact_is_fast_and_exact_when_sizes_are_misreported_by_odd_factors():
                               mixed_optimum(K, n, sizes, prices, odd[sellers]))
 
 
-@pytest.mark.parametrize("few_sets", [1 << 16, 0])
-def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets):
+@pytest.mark.parametrize(("few_sets", "checks"), [(1 << 16, 1 << 22), (0, 1 << 22), (1 << 16, 16)])
+def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets, checks):
     # prices exactly proportional to sizes that lie on no lattice: step 3g pairs the sets
     # of few sellers that can beat the flip search's state, or (`few_sets` 0: too many to
-    # pair) offers the search its guesses, and the search decides
+    # pair; `checks` 16: too many parts share sellers) the search decides, from 3g's guesses
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_PAIR_SHARE", 0),
-                        ("_FEW_SETS", few_sets)):
+                        ("_FEW_SETS", few_sets), ("_CHECKS", checks)):
         monkeypatch.setattr(exact, name, value)
     outcomes = []
     solve = exact._few_members
