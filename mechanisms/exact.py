@@ -103,12 +103,13 @@ Why the answer is exact. g is increasing and concave, so:
       candidates is split into two parts of about k / 2 (of min(k, n - k) sellers to leave
       out, when k > n / 2); for each first part, the best disjoint second part reaches the
       nearest total size to n0 below or above, in the sorted list of second parts. This is
-      exact when the lists are short (at most 2^16 parts in all; the search goes first, for
-      an eighth as many states as parts listed). The search is first offered the best set of
-      the k smallest or largest sellers, and, while the lists are too long, the best set of
-      up to 16 sellers paired from two disjoint lists of the sellers nearest the mean size
-      such a set needs (longer lists each time); each narrows the interval before the lists
-      are made again. A set within ``tol`` of the relaxation ends the search at once.
+      exact when the lists are short (at most 2^16 parts in all). The search is first
+      offered the best set of the k smallest or largest sellers, and, while the lists are
+      too long, the best set of k sellers paired from two disjoint lists of the sellers
+      nearest the mean size such a set needs (longer lists each time); each narrows the
+      interval before the lists are made again. Before each pairing the search goes on for
+      an eighth as many states as parts listed, and a set within ``tol`` of the relaxation
+      ends it at once.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -132,11 +133,11 @@ with prices per sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer f
 sizes (under a second per round at m = 200), and about 2 to 5 ms when a tenth of them are
 1.3 times an integer (tables on the lattice of 0.1, the integral sizes first on theirs).
 Sizes of that kind on no decimal lattice have no table and can take minutes per buyer. Exact
-ties on no lattice (3g) take at most about 30 ms per buyer with sizes drawn from bands 10 %
-wide or wider, but some with sizes within 1 % of each other, and sets of 15 or more sellers,
-take over 5 s per buyer: too many sets to pair, and none within ``tol`` of the relaxation
-found. Above 2^15 states the search continues depth-first over halves, so memory stays
-bounded while the answer stays exact.
+ties on no lattice (3g) took at most 0.16 s per buyer on sizes drawn from bands 0.2 % to 100
+% wide, and 0.3 to 0.6 s per round at m = 200 in bands 10 % or 0.2 % wide, up to 1.5 s in
+one 1 % wide; without 3g some of them took over 5 s per buyer, and a round up to 100 s.
+Above 2^15 states the search continues depth-first over halves, so memory stays bounded
+while the answer stays exact.
 """
 
 from __future__ import annotations
@@ -181,8 +182,7 @@ _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved o
 _WINDOW = 512  # flip tables first look for the best pool this many cells next to n0
 _FEW_SETS = 1 << 16  # step 3g pairs lists of at most this many sets, over all set sizes,
 _FEW_COUNTS = 4  # when sets of at most this many numbers of sellers can beat the search
-_GUESS_SETS = (1 << 12, 1 << 14, 1 << 16)  # else lists this long supply good sets in turn,
-_GUESS_MOST = 16  # for sets of at most this many sellers
+_GUESS_SETS = (1 << 12, 1 << 14, 1 << 16)  # else lists this long supply good sets in turn
 _CHECKS = 1 << 22  # 3g gives up when a check for shared sellers takes this many words
 _PAIR_SHARE = 1 / 8  # flip-search states per set listed by 3g before it pairs them
 
@@ -1075,10 +1075,11 @@ def _sorted_subsets(move: np.ndarray, g: float = 0.0) -> tuple[np.ndarray, np.nd
 def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | None:
     """Step 3g of the module docstring: every flip free, sizes on no lattice. Returns
     (loss, flips) of the best set when the sets that can beat the search's best state are
-    few enough to pair (the search first goes on for a share of the pairing's time), or
-    None. Before each try it offers the search good sets: first the best of the k smallest
-    or largest sellers, then the best of up to _GUESS_MOST sellers paired from the sellers
-    nearest the mean size such a set needs, from longer lists each time."""
+    few enough to pair, or the search's when it finishes first (it goes on for a share of
+    the time of each pairing), or None. Before each try it offers the search good sets:
+    first the best of the k smallest or largest sellers, then the best of k sellers paired
+    from two disjoint lists of the sellers nearest the mean size such a set needs, longer
+    lists each time."""
     s = core.size
     base = core.n_r - float(s[core.in_r].sum())
     search.offer(*_extreme_sets(core, base))
@@ -1093,9 +1094,11 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
             if search.attempt(work * _PAIR_SHARE):
                 return search.best, search.best_flips
             return _paired_members(core, base, every)  # None: too many sets share sellers
-        guessed = {k: m for k, m in members.items() if 0 < k <= _GUESS_MOST}
-        if not budget or not guessed or search.best <= core.tol:
+        guessed = {k: m for k, m in members.items() if k}
+        if not budget or not guessed:
             return None
+        if search.attempt(budget * _PAIR_SHARE):  # the search first, for a share of the time
+            return search.best, search.best_flips
         share, halves = budget // len(guessed), []
         for k, m in guessed.items():
             near = m[np.argsort(np.abs(s[m] - (core.n0 - base) / k), kind="stable")]

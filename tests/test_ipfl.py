@@ -697,10 +697,10 @@ def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets, c
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_PAIR_SHARE", 0),
                         ("_FEW_SETS", few_sets), ("_CHECKS", checks)):
         monkeypatch.setattr(exact, name, value)
-    outcomes = []
-    solve = exact._few_members
-    monkeypatch.setattr(exact, "_few_members",
-                        lambda core, search: outcomes.append(solve(core, search)) or outcomes[-1])
+    exact_lists = []  # per list of sets paired: one list's parts against each other
+    pair = exact._paired_members
+    monkeypatch.setattr(exact, "_paired_members", lambda core, base, lists: exact_lists.extend(
+        x.first is x.second for x in lists) or pair(core, base, lists))
     rng = np.random.default_rng(7)
     for _ in range(150):
         k = int(rng.integers(2, 13))
@@ -713,8 +713,10 @@ def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets, c
         got = ipfl.import_value(K, n_own, sizes, prices, chosen)
         best = all_subset_values(K, n_own, sizes, prices).max()
         assert got == pytest.approx(best, rel=1e-9, abs=1e-11 * np.sqrt(K / n_own))
-    decided = sum(found is not None for found in outcomes)
-    assert decided > 60 if few_sets else len(outcomes) > 60 and not decided
+    if few_sets:
+        assert sum(exact_lists) > 60
+    else:  # guesses only: parts from two disjoint lists
+        assert len(exact_lists) > 60 and not any(exact_lists)
 
 
 def relaxed_value(K, n_own, total, price):
