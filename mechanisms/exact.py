@@ -105,11 +105,11 @@ Why the answer is exact. g is increasing and concave, so:
       nearest total size to n0 below or above, in the sorted list of second parts. This is
       exact when the lists are short (at most 2^16 parts in all). The search is first
       offered the best set of the k smallest or largest sellers, and, while the lists are
-      too long, the best set of k sellers paired from two disjoint lists of the sellers
-      nearest the mean size such a set needs (longer lists each time); each narrows the
-      interval before the lists are made again. Before each pairing the search goes on for
-      an eighth as many states as parts listed, and a set within ``tol`` of the relaxation
-      ends it at once.
+      too long, the best set of k sellers (k at most 64) paired from two disjoint lists of
+      the sellers nearest the mean size such a set needs (longer lists each time), after
+      which the search goes on for an eighth as many states as parts listed; each narrows
+      the interval before the lists are made again. A set within ``tol`` of the relaxation
+      ends the search at once.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -133,11 +133,12 @@ with prices per sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer f
 sizes (under a second per round at m = 200), and about 2 to 5 ms when a tenth of them are
 1.3 times an integer (tables on the lattice of 0.1, the integral sizes first on theirs).
 Sizes of that kind on no decimal lattice have no table and can take minutes per buyer. Exact
-ties on no lattice (3g) took at most 0.16 s per buyer on sizes drawn from bands 0.2 % to 100
-% wide, and 0.3 to 0.6 s per round at m = 200 in bands 10 % or 0.2 % wide, up to 1.5 s in
-one 1 % wide; without 3g some of them took over 5 s per buyer, and a round up to 100 s.
-Above 2^15 states the search continues depth-first over halves, so memory stays bounded
-while the answer stays exact.
+ties on no lattice (3g): of 1178 buyers with 199 sellers of sizes drawn from bands 0.2 % to
+40 times wide, all but 6 took at most 0.031 s; those 6 (a band 1 % wide, best sets of 80 to
+110 sellers, too many to pair, and no guess within ``tol`` of the relaxation) took over 5 s.
+A round at m = 200 takes about 0.3 to 0.8 s in such bands (without 3g up to 100 s), but
+about 2.5 s in one 1 % wide. Above 2^15 states the search continues depth-first over halves,
+so memory stays bounded while the answer stays exact.
 """
 
 from __future__ import annotations
@@ -182,7 +183,8 @@ _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved o
 _WINDOW = 512  # flip tables first look for the best pool this many cells next to n0
 _FEW_SETS = 1 << 16  # step 3g pairs lists of at most this many sets, over all set sizes,
 _FEW_COUNTS = 4  # when sets of at most this many numbers of sellers can beat the search
-_GUESS_SETS = (1 << 12, 1 << 14, 1 << 16)  # else lists this long supply good sets in turn
+_GUESS_SETS = (1 << 12, 1 << 14, 1 << 16)  # else lists this long supply good sets in turn,
+_GUESS_MOST = 64  # sets of at most this many sellers
 _CHECKS = 1 << 22  # 3g gives up when a check for shared sellers takes this many words
 _PAIR_SHARE = 1 / 8  # flip-search states per set listed by 3g before it pairs them
 
@@ -1076,10 +1078,10 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
     """Step 3g of the module docstring: every flip free, sizes on no lattice. Returns
     (loss, flips) of the best set when the sets that can beat the search's best state are
     few enough to pair, or the search's when it finishes first (it goes on for a share of
-    the time of each pairing), or None. Before each try it offers the search good sets:
-    first the best of the k smallest or largest sellers, then the best of k sellers paired
-    from two disjoint lists of the sellers nearest the mean size such a set needs, longer
-    lists each time."""
+    the time of each pairing), or None. It offers the search good sets: first the best of
+    the k smallest or largest sellers, then, while the sets are too many to pair, the best
+    of k <= _GUESS_MOST sellers paired from two disjoint lists of the sellers nearest the
+    mean size such a set needs, longer lists each time."""
     s = core.size
     base = core.n_r - float(s[core.in_r].sum())
     search.offer(*_extreme_sets(core, base))
@@ -1094,11 +1096,9 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
             if search.attempt(work * _PAIR_SHARE):
                 return search.best, search.best_flips
             return _paired_members(core, base, every)  # None: too many sets share sellers
-        guessed = {k: m for k, m in members.items() if k}
+        guessed = {k: m for k, m in members.items() if 0 < k <= _GUESS_MOST}
         if not budget or not guessed:
             return None
-        if search.attempt(budget * _PAIR_SHARE):  # the search first, for a share of the time
-            return search.best, search.best_flips
         share, halves = budget // len(guessed), []
         for k, m in guessed.items():
             near = m[np.argsort(np.abs(s[m] - (core.n0 - base) / k), kind="stable")]
@@ -1111,6 +1111,8 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
                     more = mid
             halves.append(_Pairing(near[:fewer:2], near[1:fewer:2], k))
         search.offer(*_paired_members(core, base, halves))
+        if search.best <= core.tol or search.attempt(budget * _PAIR_SHARE):  # no loss < 0
+            return search.best, search.best_flips
     return None
 
 
