@@ -1124,9 +1124,12 @@ def _extreme_sets(core: _Core, base: float) -> tuple[float, np.ndarray]:
     totals = np.stack([np.concatenate([[0.0], np.cumsum(core.size[end])]) for end in ends])
     losses = core.loss(base + totals)
     which, k = np.unravel_index(int(np.argmin(losses)), losses.shape)
-    picked = np.zeros(core.size.size, dtype=bool)
-    picked[ends[which][:k]] = True
-    flips = np.flatnonzero(picked ^ core.in_r)
+    return _as_flips(core, ends[which][:k])
+
+
+def _as_flips(core: _Core, sellers: np.ndarray) -> tuple[float, np.ndarray]:
+    """(loss, flips) of the set of `sellers`."""
+    flips = np.flatnonzero(np.isin(np.arange(core.size.size), sellers) ^ core.in_r)
     return float(core.loss(core.n_r + core.move[flips].sum())), flips
 
 
@@ -1203,10 +1206,7 @@ def _paired_members(core: _Core, base: float,
                 chosen = parts if within is None else np.setdiff1d(within, parts)
     if chosen is None:
         return np.inf, np.zeros(0, dtype=np.int64)
-    picked = np.zeros(s.size, dtype=bool)
-    picked[chosen] = True
-    flips = np.flatnonzero(picked ^ core.in_r)
-    return float(core.loss(core.n_r + core.move[flips].sum())), flips
+    return _as_flips(core, chosen)
 
 
 def _combinations(n: int, h: int) -> np.ndarray:
