@@ -132,6 +132,9 @@ def tie_benchmarks() -> None:
     for K in (5e5, 6.8e6):  # best sets of four sellers, and of ten
         exact_next_to_greedy(f"real_narrow_band m=200 sizes=U(1000,1100) K={K:g} cost=1e-3*N",
                              (N, 1e-3 * N, np.full(200, K), np.zeros((200, 200)), LAM), 1)
+    cost = 1e-3 * N * (1 + 1e-6 * np.random.default_rng(1).uniform(-1, 1, 200))
+    exact_next_to_greedy("real_narrow_band m=200 sizes=U(1000,1100) K=5e+05 cost=1e-3*N "
+                         "noise=1e-06", (N, cost, np.full(200, 5e5), np.zeros((200, 200)), LAM), 1)
     m = 50
     rng = np.random.default_rng(50)
     N = rng.uniform(200, 400, m)

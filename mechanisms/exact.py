@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is solved in one of seven ways, all exact:
+3. The core is solved in one of eight ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, including
       first, bounded by the continuous relaxation of what is left. It settles a typical
@@ -110,6 +110,13 @@ Why the answer is exact. g is increasing and concave, so:
       which the search goes on for an eighth as many states as parts listed; each narrows
       the interval before the lists are made again. A set within ``tol`` of the relaxation
       ends the search at once.
+   h. Flips with costs, sizes on no lattice: as in 3g, a set that can beat the search's
+      best state (once it is offered the best set of the k smallest or largest sellers,
+      flip costs included) has its total size in an interval, which bounds its number of
+      sellers k and which sellers it can hold. When at most 4 values of k remain and the
+      sets they allow number at most 2^18 (n0 near the least or the most that k sellers
+      of a narrow band can reach), every such set is evaluated, its sums built one member
+      at a time, after the search has gone on for an eighth as many states.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -125,20 +132,23 @@ of 12 tied sellers of spread sizes against all pairs of up to 120 others) and a 
 (the best toggle of up to four sellers) look for a state within ``tol``, after which
 everything is pruned; with lattice sizes the rounded bound is attained exactly. On a
 lattice, exact ties go to the tables of bits (3e) and near ties to the flip table (3d);
-exact ties on integral sizes with a few others go to 3f, and on no lattice to 3g. The
-problem contains subset sum (with all prices per sample equal, the best set is the one whose
-total size comes closest to the relaxation's pool), so no exact method is fast on every
-input. The slowest known inputs are sizes in a narrow band (all within 10 % of each other)
-with prices per sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer for integer
-sizes (under a second per round at m = 200), and about 2 to 5 ms when a tenth of them are
-1.3 times an integer (tables on the lattice of 0.1, the integral sizes first on theirs).
-Sizes of that kind on no decimal lattice have no table and can take minutes per buyer. Exact
-ties on no lattice (3g): of 1178 buyers with 199 sellers of sizes drawn from bands 0.2 % to
-40 times wide, all but 6 took at most 0.031 s; those 6 (a band 1 % wide, best sets of 80 to
-110 sellers, too many to pair, and no guess within ``tol`` of the relaxation) took over 5 s.
-A round at m = 200 takes about 0.3 to 0.8 s in such bands (without 3g up to 100 s), but
-about 2.5 s in one 1 % wide. Above 2^15 states the search continues depth-first over halves,
-so memory stays bounded while the answer stays exact.
+exact ties on integral sizes with a few others go to 3f, and on no lattice to 3g (near ties
+to 3h). The problem contains subset sum (with all prices per sample equal, the best set is
+the one whose total size comes closest to the relaxation's pool), so no exact method is fast
+on every input. The slowest known inputs are sizes in a narrow band (all within 10 % of each
+other) with prices per sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer for
+integer sizes (under a second per round at m = 200), and about 2 to 5 ms when a tenth of
+them are 1.3 times an integer (tables on the lattice of 0.1, the integral sizes first on
+theirs). Sizes of that kind on no decimal lattice have no table: when n0 lies near the least
+or the most that the best sets' number of sellers can reach, 3h settles a buyer within about
+0.05 s (a round at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s),
+but otherwise a buyer can take minutes. Exact ties on no lattice (3g): of 1178 buyers with
+199 sellers of sizes drawn from bands 0.2 % to 40 times wide, all but 6 took at most 0.031
+s; those 6 (a band 1 % wide, best sets of 80 to 110 sellers, too many to pair, and no guess
+within ``tol`` of the relaxation) took over 5 s. A round at m = 200 takes about 0.3 to 0.8 s
+in such bands (without 3g up to 100 s), but about 2.5 s in one 1 % wide. Above 2^15 states
+the search continues depth-first over halves, so memory stays bounded while the answer stays
+exact.
 """
 
 from __future__ import annotations
@@ -186,7 +196,8 @@ _FEW_COUNTS = 4  # when sets of at most this many numbers of sellers can beat th
 _GUESS_SETS = (1 << 12, 1 << 14, 1 << 16)  # else lists this long supply good sets in turn,
 _GUESS_MOST = 64  # sets of at most this many sellers
 _CHECKS = 1 << 22  # 3g gives up when a check for shared sellers takes this many words
-_PAIR_SHARE = 1 / 8  # flip-search states per set listed by 3g before it pairs them
+_PAIR_SHARE = 1 / 8  # flip-search states per set listed by 3g or 3h before it pairs them
+_LISTED_SETS = 1 << 18  # step 3h lists at most this many sets, over all set sizes
 
 
 def marginal(sqrt_k, n_before, size):
@@ -612,17 +623,18 @@ def _flips(core: _Core) -> np.ndarray:
         return _free_flips(core)
     if core.step:
         return _table_flips(core)
-    search = _started_search(core)
-    if not core.w.any():
-        found = None
+    search, found = _started_search(core), None
+    if core.w.any():
+        found = _listed_members(core, search)
+    else:
         if 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
             if search.attempt(core.w.size * _OFF_STATES):
                 return search.best_flips
             found = _off_lattice(core, search.best)
         if found is None:
             found = _few_members(core, search)
-        if found is not None:
-            return found[1] if found[0] < search.best else search.best_flips
+    if found is not None:
+        return found[1] if found[0] < search.best else search.best_flips
     search.attempt(np.inf)
     return search.best_flips
 
@@ -1118,19 +1130,100 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
 
 def _extreme_sets(core: _Core, base: float) -> tuple[float, np.ndarray]:
     """(loss, flips) of the best set of the k smallest or the k largest sellers, over every
-    k: the best set when n0 lies between what k sellers can reach and what k + 1 can."""
+    k: the best set when n0 lies between what k sellers can reach and what k + 1 can, and
+    every flip is free."""
     by_size = np.argsort(core.size, kind="stable")
     ends = by_size, by_size[::-1]
-    totals = np.stack([np.concatenate([[0.0], np.cumsum(core.size[end])]) for end in ends])
-    losses = core.loss(base + totals)
+    costs = _member_costs(core)
+    totals, spent = (np.stack([np.concatenate([[0.0], np.cumsum(x[end])]) for end in ends])
+                     for x in (core.size, costs))
+    losses = core.loss(base + totals) + spent
     which, k = np.unravel_index(int(np.argmin(losses)), losses.shape)
     return _as_flips(core, ends[which][:k])
+
+
+def _member_costs(core: _Core) -> np.ndarray:
+    """What each seller adds to the flip cost of a set holding it: w outside R, -w in R
+    (a set S flips S xor R, at cost sum_{j in S} of these plus sum_{j in R} w_j)."""
+    return np.where(core.in_r, -core.w, core.w)
 
 
 def _as_flips(core: _Core, sellers: np.ndarray) -> tuple[float, np.ndarray]:
     """(loss, flips) of the set of `sellers`."""
     flips = np.flatnonzero(np.isin(np.arange(core.size.size), sellers) ^ core.in_r)
-    return float(core.loss(core.n_r + core.move[flips].sum())), flips
+    return float(core.loss(core.n_r + core.move[flips].sum()) + core.w[flips].sum()), flips
+
+
+def _listed_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | None:
+    """Step 3h of the module docstring: flips with costs, sizes on no lattice. Returns
+    (loss, flips) of the best set when the sets that can beat the search's best state,
+    once it is offered the best set of the k smallest or largest sellers, are few enough
+    to list (at most _LISTED_SETS), or the search's when it finishes first (it goes on for
+    a share of the time of the listing); None when they are more."""
+    base = core.n_r - float(core.size[core.in_r].sum())
+    members = _set_members(core, base, search.best)
+    if members is not None and search.offer(*_extreme_sets(core, base)):
+        members = _set_members(core, base, search.best)
+    if members is None or _set_count(members) > _LISTED_SETS:
+        return None
+    if search.attempt(_set_count(members) * _PAIR_SHARE):
+        return search.best, search.best_flips
+    return _best_listed(core, base, members)
+
+
+def _set_count(members: dict[int, np.ndarray]) -> int:
+    """How many sets of k of the sellers members[k] there are, over every k."""
+    return sum(math.comb(m.size, k) for k, m in members.items())
+
+
+def _best_listed(core: _Core, base: float,
+                 members: dict[int, np.ndarray]) -> tuple[float, np.ndarray]:
+    """(loss, flips) of the best set of k of the sellers members[k], over every k, each
+    set listed by its members or, when fewer, by the members it leaves out; (inf, none)
+    when there is no such set."""
+    costs = _member_costs(core)
+    best, chosen = np.inf, None
+    for k, m in members.items():
+        if k > m.size:
+            continue
+        out = 2 * k > m.size
+        (size, spent), picks = _combination_sums((core.size[m], costs[m]), m.size - k if out else k)
+        if out:
+            size, spent = core.size[m].sum() - size, costs[m].sum() - spent
+        losses = core.loss(base + size) + spent
+        i = int(np.argmin(losses))
+        if losses[i] < best:
+            rows = m[_traced_subset(picks, i)]
+            best, chosen = float(losses[i]), np.setdiff1d(m, rows) if out else rows
+    if chosen is None:
+        return np.inf, np.zeros(0, dtype=np.int64)
+    return _as_flips(core, chosen)
+
+
+def _combination_sums(values: tuple[np.ndarray, ...], h: int) -> tuple[list, list]:
+    """For each array of `values`, its sums over every h-subset of its entries (in the
+    order of :func:`_combinations`), and per member picked (its entry, the subset it
+    extends) to trace a subset back. Built one member at a time like
+    :func:`_combinations`, carrying sums instead of members."""
+    n = values[0].size
+    sums, last, picks = [np.zeros(1) for _ in values], np.full(1, -1), []
+    for left in range(h, 0, -1):  # members still to pick, this one included
+        count = np.maximum(n - left - last, 0)  # room for the others after this one
+        first = np.cumsum(count) - count  # where each subset's extensions start
+        parent = np.repeat(np.arange(last.size), count)
+        last = np.repeat(last + 1 - first, count) + np.arange(parent.size)
+        sums = [np.repeat(total, count) + x[last] for total, x in zip(sums, values, strict=True)]
+        picks.append((last, parent))
+    return sums, picks
+
+
+def _traced_subset(picks: list[tuple], i: int) -> np.ndarray:
+    """The rows of subset i of :func:`_combination_sums`."""
+    rows = []
+    for last, parent in reversed(picks):
+        rows.append(int(last[i]))
+        i = int(parent[i])
+    return np.array(rows[::-1], dtype=np.int64)
 
 
 def _set_members(core: _Core, base: float, loss: float) -> dict[int, np.ndarray] | None:
@@ -1139,12 +1232,15 @@ def _set_members(core: _Core, base: float, loss: float) -> dict[int, np.ndarray]
     size x_S lies in an interval, which bounds k; a seller whose size plus the k - 1
     smallest, or largest, misses the interval cannot be in it."""
     s = core.size
+    by_size = np.sort(s)
+    smallest, largest = (np.concatenate([[0.0], np.cumsum(x)]) for x in (by_size, by_size[::-1]))
+    x0 = core.n0 - base  # in the interval: a quick look whether it holds too many k
+    if np.count_nonzero((smallest <= x0) & (largest >= x0)) > _FEW_COUNTS:
+        return None
     top = base + float(s.sum())
     slack = 1e-9 * top  # rounding of the sums (it only widens the interval)
     low, high = _pools_within(core, loss, base, top)
     low, high = low - base - slack, high - base + slack
-    by_size = np.sort(s)
-    smallest, largest = (np.concatenate([[0.0], np.cumsum(x)]) for x in (by_size, by_size[::-1]))
     counts = np.flatnonzero((smallest <= high) & (largest >= low)).tolist()
     if len(counts) > _FEW_COUNTS:
         return None

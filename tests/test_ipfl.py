@@ -719,6 +719,56 @@ def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets, c
         assert len(exact_lists) > 60 and not any(exact_lists)
 
 
+@pytest.mark.parametrize("listed_sets", [1 << 17, 0])
+def test_costly_flips_off_every_lattice_equal_brute_force(monkeypatch, listed_sets):
+    # prices per sample nearly tied and sizes on no lattice: step 3h lists the sets that
+    # can beat the flip search's state, or (`listed_sets` 0: too many to list) the search
+    # decides, from the best set of the k smallest or largest sellers
+    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_PAIR_SHARE", 0),
+                        ("_LISTED_SETS", listed_sets)):
+        monkeypatch.setattr(exact, name, value)
+    listed = []
+    best_listed = exact._best_listed
+    monkeypatch.setattr(exact, "_best_listed", lambda core, base, members: listed.append(
+        max(members, default=0)) or best_listed(core, base, members))
+    rng = np.random.default_rng(8)
+    for _ in range(150):
+        k = int(rng.integers(2, 13))
+        low = float(rng.choice([1.0, 50.0, 1000.0]))
+        sizes = low * rng.uniform(1.0, 1.0 + float(rng.choice([0.01, 0.1, 1.0])), k)
+        n_own, K = float(rng.choice([1.0, 100.0, 1e4])), float(rng.choice([1e3, 5e5, 1e8]))
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+        noise = float(rng.choice([1e-9, 1e-6, 1e-3]))
+        prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+        chosen = ipfl.best_import_set(K, n_own, sizes, prices)
+        got = ipfl.import_value(K, n_own, sizes, prices, chosen)
+        best = all_subset_values(K, n_own, sizes, prices).max()
+        assert got == pytest.approx(best, rel=1e-9, abs=1e-11 * np.sqrt(K / n_own))
+    if listed_sets:  # sets of several sizes were listed, large ones among them
+        assert len(listed) > 60 and max(listed) >= 8
+    else:
+        assert not listed
+
+
+def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkeypatch):
+    # sizes drawn from a narrow band of reals, prices per sample tied to within 1e-6: the
+    # best sets of four sellers need the smallest ones, and the flip search alone took
+    # about 50 s for the market (step 3h lists the few sets that can win)
+    m = 200
+    rng = np.random.default_rng(0)
+    N = rng.uniform(1000, 1100, m)
+    cost = 1e-3 * N * (1 + 1e-6 * rng.uniform(-1, 1, m))
+    market = (N, cost, np.full(m, 5e5), np.zeros((m, m)), 1.0)
+
+    def searched(K, n_own, sizes, prices, _):
+        with monkeypatch.context() as patch:
+            patch.setattr(exact, "_listed_members", lambda core, search: None)
+            chosen = ipfl.best_import_set(K, n_own, sizes, prices)
+        return ipfl.import_value(K, n_own, sizes, prices, chosen)
+
+    assert_fast_and_exact(market, (0, 1), searched)
+
+
 def relaxed_value(K, n_own, total, price):
     """The best value of imports at `price` per sample, any amount up to `total` (what
     the continuous relaxation of a market with prices per sample tied reaches)."""
