@@ -759,14 +759,20 @@ def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkey
     N = rng.uniform(1000, 1100, m)
     cost = 1e-3 * N * (1 + 1e-6 * rng.uniform(-1, 1, m))
     market = (N, cost, np.full(m, 5e5), np.zeros((m, m)), 1.0)
+    assert_fast_and_exact(market, (0, 1), value_without(monkeypatch, "_listed_members"))
 
-    def searched(K, n_own, sizes, prices, _):
+
+def value_without(monkeypatch, step):
+    """An `optimum` for :func:`assert_fast_and_exact`: the value of the set found with
+    `step` of the exact solver switched off (the flip search decides instead)."""
+
+    def value(K, n_own, sizes, prices, _):
         with monkeypatch.context() as patch:
-            patch.setattr(exact, "_listed_members", lambda core, search: None)
+            patch.setattr(exact, step, lambda core, search: None)
             chosen = ipfl.best_import_set(K, n_own, sizes, prices)
         return ipfl.import_value(K, n_own, sizes, prices, chosen)
 
-    assert_fast_and_exact(market, (0, 1), searched)
+    return value
 
 
 def relaxed_value(K, n_own, total, price):
@@ -784,14 +790,7 @@ def test_exact_is_fast_and_exact_when_tied_sizes_lie_on_no_lattice(monkeypatch):
     m = 200
     N = np.random.default_rng(0).uniform(1000, 1100, m)
     market = (N, 1e-3 * N, np.full(m, 5e5), np.zeros((m, m)), 1.0)
-
-    def searched(K, n_own, sizes, prices, _):
-        with monkeypatch.context() as patch:
-            patch.setattr(exact, "_few_members", lambda core, search: None)
-            chosen = ipfl.best_import_set(K, n_own, sizes, prices)
-        return ipfl.import_value(K, n_own, sizes, prices, chosen)
-
-    assert_fast_and_exact(market, (0, 1), searched)
+    assert_fast_and_exact(market, (0, 1), value_without(monkeypatch, "_few_members"))
     market = (N, 1e-3 * N, np.full(m, 6.8e6), np.zeros((m, m)), 1.0)
     assert_fast_and_exact(market, (0, 1, 2), lambda K, n_own, sizes, prices, _:
                           relaxed_value(K, n_own, sizes.sum(), 1e-3))
