@@ -143,12 +143,12 @@ theirs). Sizes of that kind on no decimal lattice have no table: when n0 lies ne
 or the most that the best sets' number of sellers can reach, 3h settles a buyer within about
 0.05 s (a round at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s),
 but otherwise a buyer can take minutes. Exact ties on no lattice (3g): of 1178 buyers with
-199 sellers of sizes drawn from bands 0.2 % to 40 times wide, all but 6 took at most 0.031
-s; those 6 (a band 1 % wide, best sets of 80 to 110 sellers, too many to pair, and no guess
-within ``tol`` of the relaxation) took over 5 s. A round at m = 200 takes about 0.3 to 0.8 s
-in such bands (without 3g up to 100 s), but about 2.5 s in one 1 % wide. Above 2^15 states
-the search continues depth-first over halves, so memory stays bounded while the answer stays
-exact.
+199 sellers of sizes drawn from bands 0.2 % to 40 times wide, all but 6 took at most
+0.031 s; those 6 (a band 1 % wide, best sets of 80 to 110 sellers, too many to pair, and no
+guess within ``tol`` of the relaxation) took over 5 s. A round at m = 200 takes about 0.3 to
+0.8 s in such bands (without 3g up to 100 s), but about 2.5 s in one 1 % wide. Above 2^15
+states the search continues depth-first over halves, so memory stays bounded while the
+answer stays exact.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ _FEW_COUNTS = 4  # when sets of at most this many numbers of sellers can beat th
 _GUESS_SETS = (1 << 12, 1 << 14, 1 << 16)  # else lists this long supply good sets in turn,
 _GUESS_MOST = 64  # sets of at most this many sellers
 _CHECKS = 1 << 22  # 3g gives up when a check for shared sellers takes this many words
-_PAIR_SHARE = 1 / 8  # flip-search states per set listed by 3g or 3h before it pairs them
+_PAIR_SHARE = 1 / 8  # flip-search states per set listed (3g, 3h) before the sets are paired
 _LISTED_SETS = 1 << 18  # step 3h lists at most this many sets, over all set sizes
 
 
@@ -1218,7 +1218,7 @@ def _combination_sums(values: tuple[np.ndarray, ...], h: int) -> tuple[list, lis
 
 
 def _traced_subset(picks: list[tuple], i: int) -> np.ndarray:
-    """The rows of subset i of :func:`_combination_sums`."""
+    """The entries of subset i of :func:`_combination_sums`."""
     rows = []
     for last, parent in reversed(picks):
         rows.append(int(last[i]))

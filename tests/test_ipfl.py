@@ -775,6 +775,16 @@ def value_without(monkeypatch, step):
     return value
 
 
+@pytest.mark.parametrize("h", range(10))
+def test_combination_sums_cover_every_subset_once_in_order(h):
+    values = np.random.default_rng(h).uniform(-1.0, 1.0, (2, 9))
+    sums, picks = exact._combination_sums(tuple(values), h)
+    subsets = list(itertools.combinations(range(9), h))
+    assert [tuple(exact._traced_subset(picks, i)) for i in range(len(subsets))] == subsets
+    expected = np.array([values[:, list(s)].sum(axis=1) for s in subsets]).reshape(-1, 2)
+    np.testing.assert_allclose(np.column_stack(sums), expected, atol=1e-12)
+
+
 def relaxed_value(K, n_own, total, price):
     """The best value of imports at `price` per sample, any amount up to `total` (what
     the continuous relaxation of a market with prices per sample tied reaches)."""
