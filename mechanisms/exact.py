@@ -82,19 +82,19 @@ Why the answer is exact. g is increasing and concave, so:
       3d (at most 2^28 cells) decides; when the tables are large the flip search goes first.
    f. Every flip free, integral sizes but for at most 32 others (sizes reported as a
       multiple of the true ones, say), after a short flip search: a table of bits lists the
-      pool changes the integral flips reach; for a set S of the others, the best pool is
-      the reachable lattice point next to n0 below or above. The sets S whose pools can
-      beat the search's best state are paired with their reachable points one by one when
-      they are few (two per subset of a half). Otherwise: were every lattice point
-      reachable, the best S would follow from the subset sums of the others mod g (meet in
-      the middle); that bound is exact when its set is reachable, and otherwise the sets S
-      whose pools can still win (at most 2^16 of them) are paired one by one. Each half's
-      subset sums are built sorted, one flip at a time. With more than 32 such sizes, sizes
-      within 2^-44 (relative) of multiples of 10^-k, k <= 3 (a decimal factor such as 1.3),
-      are moved onto that lattice and 3e applies: every pool moves by less than 2^-44 of
-      itself, far less than ``tol``. When prices per sample do not all tie, sizes on such a
-      decimal lattice but on no binary one are moved onto it in the same way, and 3d
-      applies.
+      pool changes the integral flips reach; for a set S of the others, the best pool is the
+      reachable lattice point next to n0 below or above. The sets S whose pools can beat the
+      search's best state are paired with their reachable points one by one when they are
+      few (two per subset of a half). Otherwise: were every lattice point reachable, the
+      best S would follow from the subset sums of the others mod g (meet in the middle);
+      that bound is exact when its set is reachable, and otherwise the sets S whose pools
+      can still win (at most 2^16 of them) are paired one by one. Each half's subset sums
+      are built sorted, one flip at a time, and remembered for later buyers. With more than
+      32 such sizes, sizes within 2^-44 (relative) of multiples of 10^-k, k <= 3 (a decimal
+      factor such as 1.3), are moved onto that lattice and 3e applies: every pool moves by
+      less than 2^-44 of itself, far less than ``tol``. When prices per sample do not all
+      tie, sizes on such a decimal lattice but on no binary one are moved onto it in the
+      same way, and 3d applies.
    g. Every flip free, sizes on no lattice (3f does not apply or cannot decide): a set that
       can beat the search's best state has its pool where L is lower, so its total size lies
       in an interval. That bounds its number of sellers k, and which sellers it can hold
@@ -198,6 +198,7 @@ _GUESS_MOST = 64  # sets of at most this many sellers
 _CHECKS = 1 << 22  # 3g gives up when a check for shared sellers takes this many words
 _PAIR_SHARE = 1 / 8  # flip-search states per set listed (3g, 3h) before the sets are paired
 _LISTED_SETS = 1 << 18  # step 3h lists at most this many sets, over all set sizes
+_REMEMBERED = 16  # sorted subset sums of halves of 3f kept for later buyers (up to 1 MB each)
 
 
 def marginal(sqrt_k, n_before, size):
@@ -1075,14 +1076,22 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
 
 def _sorted_subsets(move: np.ndarray, g: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """The pool change of every subset of the flips `move` and its code (bit b flags
-    move[b]), sorted by pool change, or by pool change mod g when g > 0. Built one flip at
-    a time: each step merges sorted runs (two, or three mod g), which a stable sort does in
-    linear time."""
+    move[b]), sorted by pool change, or by pool change mod g when g > 0; read-only, and
+    remembered for the last _REMEMBERED lists (the buyers of one market mostly share them)."""
+    return _subsets_in_order(np.ascontiguousarray(move, dtype=float).tobytes(), float(g))
+
+
+@functools.lru_cache(maxsize=_REMEMBERED)
+def _subsets_in_order(moves: bytes, g: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_sorted_subsets` of the flips whose pool changes are `moves` (float64 bytes).
+    Built one flip at a time: each step merges sorted runs (two, or three mod g), which a
+    stable sort does in linear time."""
     total, code = np.zeros(1), np.zeros(1, dtype=np.int64)
-    for b, dm in enumerate(move.tolist()):
+    for b, dm in enumerate(np.frombuffer(moves).tolist()):
         total, code = np.concatenate([total, total + dm]), np.concatenate([code, code | 1 << b])
         order = np.argsort(np.mod(total, g) if g else total, kind="stable")
         total, code = total[order], code[order]
+    total.flags.writeable = code.flags.writeable = False
     return total, code
 
 

@@ -785,6 +785,23 @@ def test_combination_sums_cover_every_subset_once_in_order(h):
     np.testing.assert_allclose(np.column_stack(sums), expected, atol=1e-12)
 
 
+def test_sorted_subset_sums_are_remembered_and_read_only():
+    # step 3f lists the subset sums of each half of the odd flips; the buyers of one market
+    # mostly share them, so they are remembered, and read-only so that no caller spoils them
+    move = np.array([3.5, -1.25, 2.0, 7.75, -0.5])
+    exact._subsets_in_order.cache_clear()
+    total, code = exact._sorted_subsets(move, 1.0)
+    again, _ = exact._sorted_subsets(move.copy(), 1.0)
+    assert again is total and exact._subsets_in_order.cache_info().hits == 1
+    with pytest.raises(ValueError):
+        total[0] = 0.0
+    members = (code[:, None] >> np.arange(move.size)) & 1
+    np.testing.assert_allclose(members @ move, total)
+    assert sorted(code.tolist()) == list(range(2**move.size))
+    assert np.all(np.diff(np.mod(total, 1.0)) >= 0)
+    assert exact._sorted_subsets(move, 0.0)[0].tolist() == sorted((members @ move).tolist())
+
+
 def relaxed_value(K, n_own, total, price):
     """The best value of imports at `price` per sample, any amount up to `total` (what
     the continuous relaxation of a market with prices per sample tied reaches)."""
