@@ -108,7 +108,10 @@ Why the answer is exact. g is increasing and concave, so:
       too long, the best set of k sellers (k at most 64) paired from two disjoint lists of
       the sellers nearest the mean size such a set needs (longer lists each time), after
       which the search goes on for an eighth as many states as parts listed; each narrows
-      the interval before the lists are made again. A set within ``tol`` of the relaxation
+      the interval before the lists are made again. For k above 64 it is offered the k
+      sellers nearest that mean size and, after a short search, that set polished (the best
+      toggle of up to four sellers): with many sellers of a narrow band in the set, this
+      usually lands within ``tol`` of the relaxation. A set within ``tol`` of the relaxation
       ends the search at once.
    h. Flips with costs, sizes on no lattice: as in 3g, a set that can beat the search's
       best state (once it is offered the best set of the k smallest or largest sellers,
@@ -142,13 +145,11 @@ them are 1.3 times an integer (tables on the lattice of 0.1, the integral sizes 
 theirs). Sizes of that kind on no decimal lattice have no table: when n0 lies near the least
 or the most that the best sets' number of sellers can reach, 3h settles a buyer within about
 0.05 s (a round at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s),
-but otherwise a buyer can take minutes. Exact ties on no lattice (3g): of 1178 buyers with
-199 sellers of sizes drawn from bands 0.2 % to 40 times wide, all but 6 took at most
-0.031 s; those 6 (a band 1 % wide, best sets of 80 to 110 sellers, too many to pair, and no
-guess within ``tol`` of the relaxation) took over 5 s. A round at m = 200 takes about 0.3 to
-0.8 s in such bands (without 3g up to 100 s), but about 2.5 s in one 1 % wide. Above 2^15
-states the search continues depth-first over halves, so memory stays bounded while the
-answer stays exact.
+but otherwise a buyer can take minutes. Exact ties on no lattice (3g): each of 1209 buyers
+with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most 0.03 s, and a
+round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone takes up to
+100 s, and over two minutes in some bands 1 % wide). Above 2^15 states the search continues
+depth-first over halves, so memory stays bounded while the answer stays exact.
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ _GUESS_MOST = 64  # sets of at most this many sellers
 _CHECKS = 1 << 22  # 3g gives up when a check for shared sellers takes this many words
 _PAIR_SHARE = 1 / 8  # flip-search states per set listed (3g, 3h) before the sets are paired
 _LISTED_SETS = 1 << 18  # step 3h lists at most this many sets, over all set sizes
+_EDGE = 32  # 3g polishes the set of the sellers nearest the mean size with this many either side
 _REMEMBERED = 16  # sorted subset sums of halves of 3f kept for later buyers (up to 1 MB each)
 
 
@@ -1102,9 +1104,9 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
     the time of each pairing), or None. It offers the search good sets: first the best of
     the k smallest or largest sellers, then, while the sets are too many to pair, the best
     of k <= _GUESS_MOST sellers paired from two disjoint lists of the sellers nearest the
-    mean size such a set needs, longer lists each time."""
-    s = core.size
-    base = core.n_r - float(s[core.in_r].sum())
+    mean size such a set needs, longer lists each time; for k > _GUESS_MOST, the k sellers
+    nearest that mean, polished (:func:`_near_mean_settles`)."""
+    base = core.n_r - float(core.size[core.in_r].sum())
     search.offer(*_extreme_sets(core, base))
     for budget in (*_GUESS_SETS, 0):
         members = _set_members(core, base, search.best)
@@ -1117,12 +1119,15 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
             if search.attempt(work * _PAIR_SHARE):
                 return search.best, search.best_flips
             return _paired_members(core, base, every)  # None: too many sets share sellers
+        many = {k: m for k, m in members.items() if k > _GUESS_MOST}
+        if budget == _GUESS_SETS[0] and many and _near_mean_settles(core, search, base, many):
+            return search.best, search.best_flips
         guessed = {k: m for k, m in members.items() if 0 < k <= _GUESS_MOST}
         if not budget or not guessed:
             return None
         share, halves = budget // len(guessed), []
         for k, m in guessed.items():
-            near = m[np.argsort(np.abs(s[m] - (core.n0 - base) / k), kind="stable")]
+            near = _nearest_mean(core, base, k, m)
             fewer, more = 0, m.size + 1  # the most sellers that fit the share, by bisection
             while more - fewer > 1:
                 mid = (fewer + more) // 2
@@ -1135,6 +1140,28 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
         if search.best <= core.tol or search.attempt(budget * _PAIR_SHARE):  # no loss < 0
             return search.best, search.best_flips
     return None
+
+
+def _nearest_mean(core: _Core, base: float, k: int, m: np.ndarray) -> np.ndarray:
+    """The sellers `m` by how near their size is to the mean size a set of k needs."""
+    return m[np.argsort(np.abs(core.size[m] - (core.n0 - base) / k), kind="stable")]
+
+
+def _near_mean_settles(core: _Core, search: _Search, base: float,
+                       members: dict[int, np.ndarray]) -> bool:
+    """Offers the search the best set of the k sellers of members[k] nearest the mean size it
+    needs, over every k, and, after the search has had a short go, that set polished:
+    toggles of up to four of the _EDGE sellers either side of the k-th nearest. True when
+    the search is settled: it finished, or a set is within ``tol`` of the relaxation (no
+    loss is below 0)."""
+    near = {k: _nearest_mean(core, base, k, m) for k, m in members.items() if k <= m.size}
+    for k, m in near.items():
+        search.offer(*_as_flips(core, m[:k]))
+    if search.best <= core.tol or search.attempt(core.w.size * _OFF_STATES):
+        return True
+    edge = np.unique(np.concatenate([m[max(k - _EDGE, 0): k + _EDGE] for k, m in near.items()]))
+    search.offer(*_polish(core, search.best_flips, edge))
+    return search.best <= core.tol
 
 
 def _extreme_sets(core: _Core, base: float) -> tuple[float, np.ndarray]:

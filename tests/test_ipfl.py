@@ -689,18 +689,25 @@ def test_exact_is_fast_and_exact_when_sizes_are_misreported_by_odd_factors():
                               mixed_optimum(K, n, sizes, prices, odd[sellers]))
 
 
-@pytest.mark.parametrize(("few_sets", "checks"), [(1 << 16, 1 << 22), (0, 1 << 22), (1 << 16, 16)])
-def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets, checks):
+@pytest.mark.parametrize(("few_sets", "checks", "guess_most"),
+                         [(1 << 16, 1 << 22, 64), (0, 1 << 22, 64), (1 << 16, 16, 64),
+                          (0, 1 << 22, 0)])
+def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets, checks,
+                                                        guess_most):
     # prices exactly proportional to sizes that lie on no lattice: step 3g pairs the sets
     # of few sellers that can beat the flip search's state, or (`few_sets` 0: too many to
     # pair; `checks` 16: too many parts share sellers) the search decides, from 3g's guesses
+    # (`guess_most` 0: only the sellers nearest the mean size, polished)
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_PAIR_SHARE", 0),
-                        ("_FEW_SETS", few_sets), ("_CHECKS", checks)):
+                        ("_FEW_SETS", few_sets), ("_CHECKS", checks),
+                        ("_GUESS_MOST", guess_most), ("_OFF_STATES", 0)):
         monkeypatch.setattr(exact, name, value)
-    exact_lists = []  # per list of sets paired: one list's parts against each other
-    pair = exact._paired_members
+    exact_lists, near_mean = [], []  # per list of sets paired: one list's parts against each other
+    pair, settles = exact._paired_members, exact._near_mean_settles
     monkeypatch.setattr(exact, "_paired_members", lambda core, base, lists: exact_lists.extend(
         x.first is x.second for x in lists) or pair(core, base, lists))
+    monkeypatch.setattr(exact, "_near_mean_settles", lambda core, search, base, members:
+                        near_mean.append(len(members)) or settles(core, search, base, members))
     rng = np.random.default_rng(7)
     for _ in range(150):
         k = int(rng.integers(2, 13))
@@ -714,9 +721,11 @@ def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets, c
         best = all_subset_values(K, n_own, sizes, prices).max()
         assert got == pytest.approx(best, rel=1e-9, abs=1e-11 * np.sqrt(K / n_own))
     if few_sets:
-        assert sum(exact_lists) > 60
-    else:  # guesses only: parts from two disjoint lists
-        assert len(exact_lists) > 60 and not any(exact_lists)
+        assert sum(exact_lists) > 60 and not near_mean
+    elif guess_most:  # guesses only: parts from two disjoint lists
+        assert len(exact_lists) > 60 and not any(exact_lists) and not near_mean
+    else:
+        assert len(near_mean) > 60 and not exact_lists
 
 
 @pytest.mark.parametrize("listed_sets", [1 << 17, 0])
@@ -821,6 +830,17 @@ def test_exact_is_fast_and_exact_when_tied_sizes_lie_on_no_lattice(monkeypatch):
     market = (N, 1e-3 * N, np.full(m, 6.8e6), np.zeros((m, m)), 1.0)
     assert_fast_and_exact(market, (0, 1, 2), lambda K, n_own, sizes, prices, _:
                           relaxed_value(K, n_own, sizes.sum(), 1e-3))
+
+
+def test_exact_is_fast_when_tied_sizes_in_a_band_one_percent_wide_fill_large_sets():
+    # sizes from 1000 to 1010 and best sets of 84 sellers, too many to pair: the search did
+    # not finish in minutes; the 84 sellers nearest the mean size, polished, reach the
+    # relaxation's value (an upper bound, so they are optimal)
+    m = 200
+    N = np.random.default_rng(2).uniform(1000, 1010, m)
+    market = (N, 1e-5 * N, np.full(m, 2.51e5), np.zeros((m, m)), 1.0)
+    assert_fast_and_exact(market, (0, 1, 2), lambda K, n_own, sizes, prices, _:
+                          relaxed_value(K, n_own, sizes.sum(), 1e-5))
 
 
 def test_free_flips_with_a_move_beyond_the_table_stay_exact():
