@@ -1119,7 +1119,7 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
             if search.attempt(work * _PAIR_SHARE):
                 return search.best, search.best_flips
             return _paired_members(core, base, every)  # None: too many sets share sellers
-        many = {k: m for k, m in members.items() if k > _GUESS_MOST}
+        many = {k: m for k, m in members.items() if _GUESS_MOST < k <= m.size}
         if budget == _GUESS_SETS[0] and many and _near_mean_settles(core, search, base, many):
             return search.best, search.best_flips
         guessed = {k: m for k, m in members.items() if 0 < k <= _GUESS_MOST}
@@ -1154,7 +1154,7 @@ def _near_mean_settles(core: _Core, search: _Search, base: float,
     toggles of up to four of the _EDGE sellers either side of the k-th nearest. True when
     the search is settled: it finished, or a set is within ``tol`` of the relaxation (no
     loss is below 0)."""
-    near = {k: _nearest_mean(core, base, k, m) for k, m in members.items() if k <= m.size}
+    near = {k: _nearest_mean(core, base, k, m) for k, m in members.items()}
     for k, m in near.items():
         search.offer(*_as_flips(core, m[:k]))
     if search.best <= core.tol or search.attempt(core.w.size * _OFF_STATES):
