@@ -144,9 +144,9 @@ integer sizes (under a second per round at m = 200), and about 2 to 5 ms when a 
 them are 1.3 times an integer (tables on the lattice of 0.1, the integral sizes first on
 theirs). Sizes of that kind on no decimal lattice have no table: when n0 lies near the least
 or the most that the best sets' number of sellers can reach, 3h settles a buyer within about
-0.05 s (a round at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s),
-but otherwise a buyer can take minutes. Exact ties on no lattice (3g): each of 1209 buyers
-with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most 0.03 s, and a
+0.1 s (a round at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s), but
+otherwise a buyer can take minutes. Exact ties on no lattice (3g): each of 1209 buyers with
+199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most 0.03 s, and a
 round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone takes up to
 100 s, and over two minutes in some bands 1 % wide). Above 2^15 states the search continues
 depth-first over halves, so memory stays bounded while the answer stays exact.
