@@ -702,7 +702,8 @@ def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets, c
                         ("_FEW_SETS", few_sets), ("_CHECKS", checks),
                         ("_GUESS_MOST", guess_most), ("_OFF_STATES", 0)):
         monkeypatch.setattr(exact, name, value)
-    exact_lists, near_mean = [], []  # per list of sets paired: one list's parts against each other
+    exact_lists = []  # per list of sets paired: one list's parts against each other
+    near_mean = []  # per call of the guess for sets of more than _GUESS_MOST sellers
     pair, settles = exact._paired_members, exact._near_mean_settles
     monkeypatch.setattr(exact, "_paired_members", lambda core, base, lists: exact_lists.extend(
         x.first is x.second for x in lists) or pair(core, base, lists))
