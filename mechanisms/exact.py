@@ -1223,25 +1223,24 @@ def _best_listed(core: _Core, base: float,
         if k > m.size:
             continue
         out = 2 * k > m.size
-        (size, spent), picks = _combination_sums((core.size[m], costs[m]), m.size - k if out else k)
+        (size, spent), picks = _combination_sums(m.size, m.size - k if out else k,
+                                                 (core.size[m], costs[m]))
         if out:
             size, spent = core.size[m].sum() - size, costs[m].sum() - spent
         losses = core.loss(base + size) + spent
         i = int(np.argmin(losses))
         if losses[i] < best:
-            rows = m[_traced_subset(picks, i)]
+            rows = m[_traced_subsets(picks, np.array([i]))[0]]
             best, chosen = float(losses[i]), np.setdiff1d(m, rows) if out else rows
     if chosen is None:
         return np.inf, np.zeros(0, dtype=np.int64)
     return _as_flips(core, chosen)
 
 
-def _combination_sums(values: tuple[np.ndarray, ...], h: int) -> tuple[list, list]:
-    """For each array of `values`, its sums over every h-subset of its entries (in the
-    order of :func:`_combinations`), and per member picked (its entry, the subset it
-    extends) to trace a subset back. Built one member at a time like
-    :func:`_combinations`, carrying sums instead of members."""
-    n = values[0].size
+def _combination_sums(n: int, h: int, values: tuple[np.ndarray, ...] = ()) -> tuple[list, list]:
+    """For each array of `values` (n entries), its sums over every h-subset of range(n) in
+    ascending order of the subsets, and per member picked (its entry, the subset it extends)
+    to trace the subsets back (:func:`_traced_subsets`). Built one member at a time."""
     sums, last, picks = [np.zeros(1) for _ in values], np.full(1, -1), []
     for left in range(h, 0, -1):  # members still to pick, this one included
         count = np.maximum(n - left - last, 0)  # room for the others after this one
@@ -1253,13 +1252,13 @@ def _combination_sums(values: tuple[np.ndarray, ...], h: int) -> tuple[list, lis
     return sums, picks
 
 
-def _traced_subset(picks: list[tuple], i: int) -> np.ndarray:
-    """The entries of subset i of :func:`_combination_sums`."""
-    rows = []
+def _traced_subsets(picks: list[tuple], at: np.ndarray) -> np.ndarray:
+    """The members of the subsets `at` of :func:`_combination_sums`, one per row."""
+    columns = []
     for last, parent in reversed(picks):
-        rows.append(int(last[i]))
-        i = int(parent[i])
-    return np.array(rows[::-1], dtype=np.int64)
+        columns.append(last[at])
+        at = parent[at]
+    return np.column_stack(columns[::-1]) if columns else np.zeros((at.size, 0), dtype=np.int64)
 
 
 def _set_members(core: _Core, base: float, loss: float) -> dict[int, np.ndarray] | None:
@@ -1343,14 +1342,8 @@ def _paired_members(core: _Core, base: float,
 
 def _combinations(n: int, h: int) -> np.ndarray:
     """Every h-subset of range(n), one per row in ascending order."""
-    rows = np.zeros((1, 0), dtype=np.int64)
-    for left in range(h, 0, -1):  # members still to pick, this one included
-        last = rows[:, -1] if rows.shape[1] else np.full(rows.shape[0], -1)
-        count = np.maximum(n - left - last, 0)  # room for the others after this one
-        offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-        rows = np.column_stack([np.repeat(rows, count, axis=0),
-                                np.repeat(last + 1, count) + offset])
-    return rows
+    picks = _combination_sums(n, h)[1]
+    return _traced_subsets(picks, np.arange(picks[-1][0].size if picks else 1))
 
 
 def _masks(rows: np.ndarray, n: int) -> np.ndarray:

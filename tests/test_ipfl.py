@@ -788,9 +788,11 @@ def value_without(monkeypatch, step):
 @pytest.mark.parametrize("h", range(10))
 def test_combination_sums_cover_every_subset_once_in_order(h):
     values = np.random.default_rng(h).uniform(-1.0, 1.0, (2, 9))
-    sums, picks = exact._combination_sums(tuple(values), h)
+    sums, picks = exact._combination_sums(9, h, tuple(values))
     subsets = list(itertools.combinations(range(9), h))
-    assert [tuple(exact._traced_subset(picks, i)) for i in range(len(subsets))] == subsets
+    traced = exact._traced_subsets(picks, np.arange(len(subsets)))
+    assert [tuple(row) for row in traced.tolist()] == subsets
+    assert exact._combinations(9, h).tolist() == [list(s) for s in subsets]
     expected = np.array([values[:, list(s)].sum(axis=1) for s in subsets]).reshape(-1, 2)
     np.testing.assert_allclose(np.column_stack(sums), expected, atol=1e-12)
 
