@@ -135,6 +135,10 @@ def tie_benchmarks() -> None:
     cost = 1e-3 * N * (1 + 1e-6 * np.random.default_rng(1).uniform(-1, 1, 200))
     exact_next_to_greedy("real_narrow_band m=200 sizes=U(1000,1100) K=5e+05 cost=1e-3*N "
                          "noise=1e-06", (N, cost, np.full(200, 5e5), np.zeros((200, 200)), LAM), 1)
+    cost = 1e-3 * N * (1 + 1e-4 * np.random.default_rng(1).uniform(-1, 1, 200))  # best sets of
+    exact_next_to_greedy("real_narrow_band m=200 sizes=U(1000,1100) K=2.51e+07 cost=1e-3*N "
+                         "noise=1e-04",  # about 17 sellers, inside the range such sets reach
+                         (N, cost, np.full(200, 2.51e7), np.zeros((200, 200)), LAM), 1)
     N = np.random.default_rng(2).uniform(1000, 1010, 200)  # best sets of 84 sellers
     exact_next_to_greedy("real_narrow_band m=200 sizes=U(1000,1010) K=2.51e+05 cost=1e-5*N",
                          (N, 1e-5 * N, np.full(200, 2.51e5), np.zeros((200, 200)), LAM), 1)

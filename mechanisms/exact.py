@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is solved in one of eight ways, all exact:
+3. The core is solved in one of nine ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, including
       first, bounded by the continuous relaxation of what is left. It settles a typical
@@ -50,7 +50,8 @@ Why the answer is exact. g is increasing and concave, so:
       table over the flips gives the cheapest flips for every pool change in lattice units,
       and the best pool directly. Only sellers whose flip alone costs no more than the best
       state's loss can flip, and only pools where L alone stays within that loss can be
-      optimal. After the first t flips, the table keeps only the partial pool changes that
+      optimal (where L > 0 at all of them, flips cost at most the loss less the least L
+      there). After the first t flips, the table keeps only the partial pool changes that
       the flips taken can reach and those left can bring back to those pools: a direction's
       flips move the pool by at most its k largest sizes when no k + 1 of them cost within
       the loss, and when k of its smallest would overshoot the target pools by more than the
@@ -120,6 +121,21 @@ Why the answer is exact. g is increasing and concave, so:
       sets they allow number at most 2^18 (n0 near the least or the most that k sellers
       of a narrow band can reach), every such set is evaluated, its sums built one member
       at a time, after the search has gone on for an eighth as many states.
+   i. Sizes on no lattice, when 3f to 3h cannot decide: flip tables over the sizes rounded
+      to a lattice of step d, down for the sets whose pools lie above n0 and up for those
+      below it. A set of k flips then lies E (less than k d) above, or below, its table
+      pool x, so its loss is at least its cost in the table, less lambda E, plus the least
+      of L(x + E) - lambda E over that range (convex in E), when each flip adds lambda
+      times its rounding to its cost (lambda >= 0 for rounding down, <= 0 for up, so sums
+      stay >= 0). With lambda = L' at the best set found on that side, the bound is tight
+      where L' is near lambda; each cell takes the higher of that bound and the one for
+      lambda = 0. The first lattice puts 1024 steps in the largest flip; each side's next
+      is 2 to 4 times finer (more for a larger gap), or the same once when lambda moved by
+      more than a quarter, until the search's best state, offered the cheapest sets of the
+      8 cells with the lowest bounds each time, is within ``tol`` of both bounds. Later
+      tables look only at pools where a cell's bound beat the best state. The search goes
+      first for 2^16 states, again between rounds for a share of their cells, and alone
+      once a round would exceed 2^30 cells.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -136,16 +152,20 @@ of 12 tied sellers of spread sizes against all pairs of up to 120 others) and a 
 everything is pruned; with lattice sizes the rounded bound is attained exactly. On a
 lattice, exact ties go to the tables of bits (3e) and near ties to the flip table (3d);
 exact ties on integral sizes with a few others go to 3f, and on no lattice to 3g (near ties
-to 3h). The problem contains subset sum (with all prices per sample equal, the best set is
-the one whose total size comes closest to the relaxation's pool), so no exact method is fast
-on every input. The slowest known inputs are sizes in a narrow band (all within 10 % of each
-other) with prices per sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer for
-integer sizes (under a second per round at m = 200), and about 2 to 5 ms when a tenth of
-them are 1.3 times an integer (tables on the lattice of 0.1, the integral sizes first on
-theirs). Sizes of that kind on no decimal lattice have no table: when n0 lies near the least
-or the most that the best sets' number of sellers can reach, 3h settles a buyer within about
-0.1 s (a round at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s), but
-otherwise a buyer can take minutes. Exact ties on no lattice (3g): each of 1209 buyers with
+to 3h), and what those leave on no lattice to the rounded tables (3i). The problem contains
+subset sum (with all prices per sample equal, the best set is the one whose total size comes
+closest to the relaxation's pool), so no exact method is fast on every input. The slowest
+known inputs are sizes in a narrow band (all within 10 % of each other) with prices per
+sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer for integer sizes (under a
+second per round at m = 200), and about 2 to 5 ms when a tenth of them are 1.3 times an
+integer (tables on the lattice of 0.1, the integral sizes first on theirs). Sizes of that
+kind on no decimal lattice have no exact table: when n0 lies near the least or the most that
+the best sets' number of sellers can reach, 3h settles a buyer within about 0.1 s (a round
+at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s); otherwise the
+rounded tables of 3i settle most buyers within 0.1 s but some take 1 to 2 s (bands 0.2 % to
+1 % wide, best sets of 50 to 115 sellers, where many cheap flips make the rounding error of
+a set large), where the flip search alone took minutes, and a round at m = 200 of buyers
+that all need 3i can take 10 s. Exact ties on no lattice (3g): each of 1209 buyers with
 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most 0.03 s, and a
 round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone takes up to
 100 s, and over two minutes in some bands 1 % wide). Above 2^15 states the search continues
@@ -154,6 +174,7 @@ depth-first over halves, so memory stays bounded while the answer stays exact.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import threading
@@ -201,6 +222,13 @@ _PAIR_SHARE = 1 / 8  # flip-search states per set listed (3g, 3h) before the set
 _LISTED_SETS = 1 << 18  # step 3h lists at most this many sets, over all set sizes
 _EDGE = 32  # 3g polishes the set of the sellers nearest the mean size with this many either side
 _REMEMBERED = 16  # sorted subset sums of halves of 3f kept for later buyers (up to 1 MB each)
+_ROUNDED_UNITS = 1 << 10  # step 3i's first lattice: the largest flip moves this many units
+_ROUNDED_TRACED = 8  # 3i offers the search the sets of this many pool changes per table
+_FINER = 1 / 4  # 3i's next lattice is at least this fraction of the last
+_ROUNDED_SHARE = 1 / 512  # flip-search states per cell of a round of 3i's tables, after it
+_ROUNDED_CELLS = 1 << 30  # 3i's largest round of tables
+_SLOPE_MOVE = 0.25  # 3i keeps a lattice once when the slope moves by more than this share
+_ROUNDED_FIRST = 1 << 16  # flip-search states before 3i's first tables
 
 
 def marginal(sqrt_k, n_before, size):
@@ -410,8 +438,17 @@ class _Core:
         self.rho = self.w / s
         self.tol = TOL_REL * float(sqrt_k / np.sqrt(base) + p[self.in_r].sum())
         self.step = 0.0  # the size lattice, set by the flip search (which uses it)
+        self.rounding = np.rint  # how pool changes go onto it (step 3i: down or up)
         self.integral = s == np.floor(s)  # sizes on the integers (step 3f handles the others)
         self.odd = int(np.count_nonzero(~self.integral))
+
+    def rounded(self, step: float, rounding) -> _Core:
+        """A copy whose flip tables round each pool change down or up (`rounding`: np.floor
+        or np.ceil) to a multiple of `step` (the sizes lie on no lattice), all flips on that
+        one lattice."""
+        copied = copy.copy(self)
+        copied.step, copied.rounding, copied.odd = step, rounding, 0
+        return copied
 
     def below_n0(self) -> int:
         """The pool change, in lattice units, to the lattice point at or just below n0."""
@@ -419,7 +456,7 @@ class _Core:
 
     def units(self, flips: np.ndarray) -> np.ndarray:
         """The pool changes of `flips` in lattice units."""
-        return np.rint(self.move[flips] / self.step).astype(np.int64)
+        return self.rounding(self.move[flips] / self.step).astype(np.int64)
 
     def loss(self, n):
         """L at pool n: (n - n0) (r - mean slope of g over [n0, n]), >= 0."""
@@ -638,8 +675,118 @@ def _flips(core: _Core) -> np.ndarray:
             found = _few_members(core, search)
     if found is not None:
         return found[1] if found[0] < search.best else search.best_flips
-    search.attempt(np.inf)
+    return _rounded_flips(core, search)
+
+
+def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
+    """Step 3i of the module docstring: for the sets with pools above n0 and those below
+    it, flip tables over the sizes rounded down, or up, to ever finer lattices, until the
+    search's best state is within ``tol`` of both lower bounds. The flip search goes first
+    for _ROUNDED_FIRST states, and again, for a share of their cells, after a round of
+    tables when that share is at least twice its last run (it may finish first), and
+    without limit once the tables would exceed _ROUNDED_CELLS."""
+    work = _ROUNDED_FIRST
+    if search.attempt(work):
+        return search.best_flips
+    sizes = np.abs(core.move)  # no flip rounds to 0:
+    steps = [min(float(sizes.max()) / _ROUNDED_UNITS, float(sizes.min()))] * 2
+    slopes, sides = [0.0, 0.0], [0, 1]  # sides open: sizes rounded down (0), up (1)
+    redone = [True, True]  # the last round kept the lattice for a new slope
+    windows = [(core.n_r - float(core.size[core.in_r].sum()), np.inf)] * 2  # pools that may win
+    while sides:
+        rounded = {i: core.rounded(steps[i], (np.floor, np.ceil)[i]) for i in sides}
+        plans = {i: _rounded_plan(rounded[i], search.best + core.tol, windows[i]) for i in sides}
+        cells = sum(plan.cells for plan in plans.values())
+        if cells > _ROUNDED_CELLS:
+            search.attempt(np.inf)
+            return search.best_flips
+        gaps = {}
+        for i in sides:
+            slope = slopes[i]
+            bound, slopes[i], windows[i] = _rounded_bound(rounded[i], plans[i], slope, search)
+            gaps[i] = search.best - bound
+            # the bound's rounding: tol / 2 for the costs, the rest about step squared
+            excess = max(gaps[i] - 0.5 * core.tol, core.tol)
+            redone[i] = abs(slopes[i] - slope) > _SLOPE_MOVE * abs(slopes[i]) and not redone[i]
+            if not redone[i]:  # else a new slope may settle the side on the same lattice
+                steps[i] *= min(max(math.sqrt(0.45 * core.tol / excess), _FINER), 0.5)
+        sides = [i for i in sides if gaps[i] > core.tol]
+        if sides and cells * _ROUNDED_SHARE >= 2 * work:
+            work = cells * _ROUNDED_SHARE
+            if search.attempt(work):
+                break
     return search.best_flips
+
+
+def _rounded_plan(core: _Core, budget: float, pools: tuple[float, float]) -> _Plan:
+    """The plan of the flip table over the sizes rounded to core.step, for sets of loss at
+    most `budget` with their pools within `pools`: k flips move the rounded pool by less
+    than k steps from the true one, so final pools are looked for plan.most + 1 steps
+    beyond those where L <= budget."""
+    slack, plan = 1, _ranged(core, budget, pools=pools)
+    while slack < plan.most + 1:
+        slack = plan.most + 1
+        plan = _ranged(core, budget, slack=slack, pools=pools)
+    return plan
+
+
+def _rounded_bound(core: _Core, plan: _Plan, slope: float,
+                   search: _Search) -> tuple[float, float, tuple[float, float]]:
+    """(a lower bound on the loss of every set whose pool lies above n0 when the sizes are
+    rounded down to core.step, or below it when rounded up; L' at the best such set traced,
+    the next `slope`; the pools of the cells where the bound beats the best state), from
+    their flip tables. A set of k <= plan.most flips has its pool x + E in a table cell x,
+    with E the sum of its flips' roundings e, less than k steps, up or down. A table whose
+    flips add, besides their costs w, lambda e (lambda of the sign of e, so the sums stay
+    >= 0) bounds the set's cost below by its cost in the table less lambda E and tol / 4
+    (see :func:`_cost_units`), and so its loss by that plus the least of L(x + E) - lambda
+    E over such E (convex in E): tight for cells where L' is near lambda. Each cell takes
+    the higher bound of the tables for lambda = 0 and `slope`. The cheapest sets of the
+    _ROUNDED_TRACED cells with the lowest bounds are offered to the search."""
+    up = core.rounding is np.floor
+    settled = np.inf, slope, (core.n0, core.n0)
+    if plan.stop < plan.start:  # no set reaches the pools left
+        return settled
+    errors = core.move - core.units(np.arange(core.move.size)) * core.step
+    bounds = None
+    for fold in (0.0, slope) if slope else (0.0,):
+        table = _filled(core, plan, exact=True, w=core.w + fold * errors)
+        if bounds is None:  # the cells are the same in every table
+            at, x, low, high = _side_cells(core, table, plan.most * core.step, up)
+            if not at.size:
+                return settled
+            bounds = np.full(at.size, -np.inf)
+        pool = np.clip(_pool_at_slope(core.sqrt_k, core.r - fold), low, high)
+        folded = (table.cheapest[at] * table.unit - core.tol / 4 + core.loss(pool)
+                  - fold * (pool - x))
+        np.maximum(bounds, folded, out=bounds)
+    lowest = np.argsort(bounds, kind="stable")[:_ROUNDED_TRACED]
+    best = np.inf
+    for i in lowest:  # through the last table, whose kept sums are still there
+        flips = _table_trace(table, int(at[i]))
+        moved = core.n_r + float(core.move[flips].sum())
+        loss = float(core.w[flips].sum() + core.loss(moved))
+        search.offer(loss, flips)
+        if loss < best and (moved >= core.n0) == up:  # the next slope: L' at the best set
+            best, slope = loss, float(core.r - _slope(core.sqrt_k, moved))
+    beats = bounds < search.best - core.tol  # none: this side is settled
+    window = (float(low[beats].min()), float(high[beats].max())) if beats.any() else settled[2]
+    return float(bounds[lowest[0]]), max(slope, 0.0) if up else min(slope, 0.0), window
+
+
+def _side_cells(core: _Core, table: _Table, most: float, up: bool) -> tuple[np.ndarray, ...]:
+    """The reached cells of a table over sizes rounded down (`up`) or up that can hold a set
+    whose pool lies above n0 (`up`) or below it: (their indices, their pools x, and the
+    least and the most pool of such a set, which lies less than `most` above, or below,
+    x, and not below the pool with every seller of R dropped)."""
+    at = np.arange(table.ends[0], table.ends[1] + 1)
+    at = at[table.cheapest[at] < table.top]
+    x = core.n_r + (at + table.start) * core.step
+    least = core.n_r - float(core.size[core.in_r].sum())
+    low = np.maximum(x if up else x - most, least)
+    high = x + most if up else x
+    side = (high >= core.n0 if up else low <= core.n0) & (low <= high)
+    return at[side], x[side], low[side], high[side]
 
 
 def _table_flips(core: _Core) -> np.ndarray:
@@ -817,7 +964,8 @@ def _most_moved(sizes: np.ndarray, w: np.ndarray, loss: float, cap: int) -> tupl
             np.minimum(np.minimum(largest[taken], taken * widest_taken), total))
 
 
-def _ranged(core: _Core, loss: float, bits: bool = False) -> _Plan:
+def _ranged(core: _Core, loss: float, bits: bool = False, slack: int = 1,
+            pools: tuple[float, float] = (0.0, np.inf)) -> _Plan:
     """Step 3d: the table over the flips costing at most `loss`, for pool changes that can
     still end where L <= loss. After the first t flips, a partial pool change x is kept only
     when the flips taken can reach it and those left can bring it back: low - (most the
@@ -830,21 +978,27 @@ def _ranged(core: _Core, loss: float, bits: bool = False) -> _Plan:
     first and growing first, the one with the fewest cells (`bits`: for the table of bits)
     is kept. Flip tables take the flips on a coarser lattice first (see :func:`_coarse`)
     when they are at least half of them, each run by cost; the reach of a direction's
-    flips then adds up over its two runs."""
-    step = core.step
-    items = np.flatnonzero(core.w <= loss)
-    items = items[np.argsort(core.w[items], kind="stable")]
-    move = core.units(items)
-    up, down = move > 0, move < 0
-    sizes = [np.abs(move[flips]) for flips in (up, down)]
-    costs = [core.w[items[flips]] for flips in (up, down)]
-    budget = loss * (1 + 1e-9)
-    counts = [int(np.searchsorted(np.cumsum(c), budget, "right")) for c in costs]
-    largest = [np.cumsum(np.sort(s)[::-1]) for s in sizes]  # the k largest of a direction
-    grow, shrink = (int(big[k - 1]) if k else 0 for big, k in zip(largest, counts, strict=True))
-    low, high = _pools_within(core, loss, core.n_r - shrink * step, core.n_r + grow * step)
-    low = int(np.floor((low - core.n_r) / step)) - 1
-    high = int(np.ceil((high - core.n_r) / step)) + 1
+    flips then adds up over its two runs. Final pool changes are looked for `slack` lattice
+    units beyond the pools within `pools` where L <= loss; where L > 0 at all of them, a
+    set's flips cost at most `loss` less the least L there."""
+    step, spend, least = core.step, np.inf, 0.0
+    while loss - least < spend:  # flips cost at most `loss` less the least L at those pools
+        spend = loss - least
+        items = np.flatnonzero(core.w <= spend)
+        items = items[np.argsort(core.w[items], kind="stable")]
+        move = core.units(items)
+        up, down = move > 0, move < 0
+        sizes = [np.abs(move[flips]) for flips in (up, down)]
+        costs = [core.w[items[flips]] for flips in (up, down)]
+        counts = [int(np.searchsorted(np.cumsum(c), spend * (1 + 1e-9), "right")) for c in costs]
+        largest = [np.cumsum(np.sort(s)[::-1]) for s in sizes]  # the k largest of a direction
+        grow, shrink = (int(big[k - 1]) if k else 0 for big, k in zip(largest, counts, strict=True))
+        low, high = _pools_within(core, loss, max(core.n_r - shrink * step, pools[0]),
+                                  min(core.n_r + grow * step, pools[1]))
+        least = float(core.loss(min(max(core.n0, low), high)))
+    loss = spend
+    low = int(np.floor((low - core.n_r) / step)) - slack
+    high = int(np.ceil((high - core.n_r) / step)) + slack
     caps = [max(room // int(s.min()), 0) if s.size else 0
             for s, room in zip(sizes, (high + shrink, grow - low), strict=True)]
     most = sum(min(count, cap) for count, cap in zip(counts, caps, strict=True))
@@ -1377,7 +1531,8 @@ def _nearest_disjoint(left: np.ndarray, right: np.ndarray, start: np.ndarray,
     return found
 
 
-def _cost_units(core: _Core, plan: _Plan, exact: bool) -> tuple[np.ndarray, float, int]:
+def _cost_units(core: _Core, plan: _Plan, exact: bool,
+                w: np.ndarray | None = None) -> tuple[np.ndarray, float, int]:
     """The flip costs the flip table adds up: (costs, unit, top). Costs are counted in whole
     units of tol / (4 most), rounded up, in the narrowest integer type whose range holds
     every sum within the budget below `top` (the value of cells no such sum reaches): a
@@ -1385,18 +1540,22 @@ def _cost_units(core: _Core, plan: _Plan, exact: bool) -> tuple[np.ndarray, floa
     best set is within tol / 4 of the best one within the budget, which flips at most
     `most` sellers. Budgets stay below L(n_r) + tol <= (1e11 + 1) tol, so int64 holds
     them; only a budget past 2^58 tol would be counted in coarser units. A table that only
-    looks for a good set (not `exact`) counts in units of at least budget / 2^29."""
+    looks for a good set (not `exact`) counts in units of at least budget / 2^29. `w`: the
+    costs to add up, if not core.w (then the budget grows by `most` times their largest
+    excess over core.w)."""
     most = max(plan.most, 1)
-    unit = core.tol / (4 * most) if exact else max(core.tol / (4 * most), plan.budget / (1 << 29))
-    reach = plan.budget / unit + most  # units of any set within the budget
+    w = core.w[plan.items] if w is None else w[plan.items]
+    budget = plan.budget + most * float(np.max(w - core.w[plan.items], initial=0.0))
+    unit = core.tol / (4 * most) if exact else max(core.tol / (4 * most), budget / (1 << 29))
+    reach = budget / unit + most  # units of any set within the budget
     if reach < (1 << 14) - 1:  # then top + any cost stays within the type
         dtype, top = np.int16, 1 << 14
     elif reach < (1 << 30) - 1:
         dtype, top = np.int32, 1 << 30
     else:
         dtype, top = np.int64, 1 << 62
-        unit = max(unit, plan.budget / (1 << 61))
-    return np.ceil(core.w[plan.items] / unit).astype(dtype), unit, top
+        unit = max(unit, budget / (1 << 61))
+    return np.ceil(w / unit).astype(dtype), unit, top
 
 
 class _Scratch(threading.local):
@@ -1518,11 +1677,37 @@ def _least_total(core: _Core, cheapest: np.ndarray, unit: float, top: int, start
 
 def _cost_table(core: _Core, plan: _Plan, exact: bool = True) -> tuple[float, np.ndarray]:
     """The cheapest flips of the plan for every pool change, and of them the set with the
-    least loss: (loss, flipped sellers). The coarse flips go first on their lattice, whose
-    cells are then spread onto the sizes' one. Each flip's costs through it are kept and
-    traced back exactly (integer sums); a table above _LOOSE_CELLS keeps only where they
-    win, one bit per cell."""
-    costs, unit, top = _cost_units(core, plan, exact)
+    least loss: (loss, flipped sellers)."""
+    table = _filled(core, plan, exact)
+    at = _least_total(core, table.cheapest, table.unit, table.top, table.start, table.ends)
+    if at is None:
+        return np.inf, np.zeros(0, dtype=np.int64)
+    flips = _table_trace(table, at)
+    return float(core.w[flips].sum() + core.loss(core.n_r + (at + table.start) * core.step)), flips
+
+
+class _Table(NamedTuple):
+    """A filled flip table: the least cost `cheapest` (in units of `unit`; `top`: not
+    reached) of every pool change, index x holding pool change x + `start` (in lattice
+    units), and final pool changes looked for at indices within `ends`; the passes `runs`
+    and the sums they kept, to trace a set back."""
+
+    cheapest: np.ndarray
+    unit: float
+    top: int
+    start: int
+    ends: tuple[int, int]
+    runs: list
+    kept: np.ndarray
+    packed: bool
+
+
+def _filled(core: _Core, plan: _Plan, exact: bool, w: np.ndarray | None = None) -> _Table:
+    """The flip table of the plan. The coarse flips go first on their lattice, whose cells
+    are then spread onto the sizes' one. Each flip's costs through it are kept and traced
+    back exactly (integer sums); a table above _LOOSE_CELLS keeps only where they win, one
+    bit per cell. `w`: the costs to add up, if not core.w."""
+    costs, unit, top = _cost_units(core, plan, exact, w)
     c = plan.coarse
     runs = [_run(plan, costs, slice(0, c), plan.ratio, 0)] if c else []
     runs.append(_run(plan, costs, slice(c, plan.items.size), 1, sum(runs[0].lengths) if c else 0))
@@ -1543,17 +1728,17 @@ def _cost_table(core: _Core, plan: _Plan, exact: bool = True) -> tuple[float, np
         _fill(cheapest, run, kept, packed)
     start = runs[-1].start
     ends = max(plan.low, int(plan.lows[-1])) - start, min(plan.high, int(plan.highs[-1])) - start
-    at = _least_total(core, cheapest, unit, top, start, ends)
-    if at is None:
-        return np.inf, np.zeros(0, dtype=np.int64)
-    pool, value = core.n_r + (at + start) * core.step, int(cheapest[at])
-    flips: list = []
+    return _Table(cheapest, unit, top, start, ends, runs, kept, packed)
+
+
+def _table_trace(table: _Table, at: int) -> np.ndarray:
+    """The flips of the cheapest set at index `at` of the table."""
+    runs, value, flips = table.runs, int(table.cheapest[at]), []
     for i in range(len(runs) - 1, -1, -1):
         if i < len(runs) - 1:  # back onto the coarse lattice
             at = (at + runs[i + 1].start) // runs[i].ratio - runs[i].start
-        at, value = _trace(runs[i], kept, packed, at, value, flips)
-    flips = np.array(flips, dtype=np.int64)
-    return float(core.w[flips].sum() + core.loss(pool)), flips
+        at, value = _trace(runs[i], table.kept, table.packed, at, value, flips)
+    return np.array(flips, dtype=np.int64)
 
 
 class _Search:

@@ -543,8 +543,7 @@ def test_flip_table_counts_costs_in_whole_units_within_a_quarter_of_tol(monkeypa
     types = []
     units = exact._cost_units
     monkeypatch.setattr(exact, "_cost_units",
-                        lambda core, plan, exact: types.append(units(core, plan, exact)[0].dtype)
-                        or units(core, plan, exact))
+                        lambda *args: types.append(units(*args)[0].dtype) or units(*args))
     rng = np.random.default_rng(3)
     for _ in range(300):
         k = int(rng.integers(4, 11))
@@ -760,6 +759,76 @@ def test_costly_flips_off_every_lattice_equal_brute_force(monkeypatch, listed_se
         assert not listed
 
 
+@pytest.mark.parametrize(("units", "noises"), [(1024, (1e-9, 1e-6, 1e-3, 0.1)),
+                                               (8, (1e-6, 1e-3)), (64, (0.0,))])
+def test_rounded_flip_tables_equal_brute_force(monkeypatch, units, noises):
+    # sizes on no lattice, every other step switched off and no time for the flip search:
+    # step 3i's tables over sizes rounded down and up, from a lattice of `units` steps per
+    # largest flip, certify the best set (noise 0: every flip free)
+    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_LISTED_SETS", 0), ("_FEW_SETS", -1),
+                        ("_GUESS_SETS", (0,)), ("_ROUNDED_FIRST", 0), ("_ROUNDED_SHARE", 0.0),
+                        ("_ROUNDED_UNITS", units)):
+        monkeypatch.setattr(exact, name, value)
+    rounds, unlimited = [], []
+    bound, attempt = exact._rounded_bound, exact._Search.attempt
+    monkeypatch.setattr(exact, "_rounded_bound", lambda *args: rounds.append(args[0].step)
+                        or bound(*args))
+    monkeypatch.setattr(exact._Search, "attempt", lambda search, budget: (
+        budget == np.inf and unlimited.append(budget)) or attempt(search, budget))
+    rng = np.random.default_rng(units)
+    for _ in range(120):
+        k = int(rng.integers(2, 13))
+        low = float(rng.choice([1.0, 50.0, 1000.0]))
+        sizes = low * rng.uniform(1.0, 1.0 + float(rng.choice([0.001, 0.01, 0.1, 1.0, 10.0])), k)
+        n_own, K = float(rng.choice([1.0, 100.0, 1e4])), float(rng.choice([1e3, 5e5, 1e8]))
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+        noise = float(rng.choice(noises))
+        prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+        chosen = ipfl.best_import_set(K, n_own, sizes, prices)
+        got = ipfl.import_value(K, n_own, sizes, prices, chosen)
+        best = all_subset_values(K, n_own, sizes, prices).max()
+        assert got == pytest.approx(best, rel=1e-9, abs=1e-11 * np.sqrt(K / n_own))
+    assert len(rounds) > 150 and not unlimited  # the tables decided, on finer lattices too
+    assert len(set(rounds)) > 100
+
+
+def no_better_neighbour(K, n_own, sizes, prices, chosen):
+    """True when no set that differs from `chosen` in one or two sellers is worth more
+    (beyond rounding)."""
+    value = ipfl.import_value(K, n_own, sizes, prices, chosen)
+    sign = np.where(chosen, -1.0, 1.0)
+    move, spend = sign * sizes, sign * prices
+    first, second = np.triu_indices(sizes.size)  # (i, i): one seller, else two
+    twice = first == second
+    pool = n_own + sizes[chosen].sum() + move[first] + np.where(twice, 0.0, move[second])
+    paid = prices[chosen].sum() + spend[first] + np.where(twice, 0.0, spend[second])
+    return bool((ipfl.gain(K, n_own, pool) - paid <= value + 1e-11 * np.sqrt(K / n_own)).all())
+
+
+def test_exact_is_fast_when_near_ties_in_a_narrow_band_need_sets_inside_it(monkeypatch):
+    # sizes drawn from reals in 1000-1100, prices per sample within 1e-6 to 1e-3: the best
+    # sets of 9 to 51 sellers have totals inside the range such sets reach, too many to list
+    # (3h), and the flip search alone took over 5 s for most of these buyers (minutes for
+    # some); step 3i's rounded tables settle them
+    buyers = [(1e-4, 3.98e7), (1e-4, 6.31e8), (1e-6, 2.51e7), (1e-3, 2.51e7), (1e-4, 3.98e6)]
+    markets = []
+    for noise, K in buyers:
+        rng = np.random.default_rng(0)
+        sizes = rng.uniform(1000, 1100, 199)
+        markets.append((K, sizes, 1e-3 * sizes * (1 + noise * rng.uniform(-1, 1, 199))))
+    elapsed, chosen = cpu_seconds(lambda: [ipfl.best_import_set(K, 1000.0, sizes, prices)
+                                           for K, sizes, prices in markets])
+    assert elapsed < 1.0
+    monkeypatch.setattr(exact, "_ROUNDED_UNITS", 8)  # another path: tables alone, coarse first
+    monkeypatch.setattr(exact, "_ROUNDED_FIRST", 0)
+    for (K, sizes, prices), mask in zip(markets, chosen, strict=True):
+        assert 9 <= mask.sum() <= 51 and no_better_neighbour(K, 1000.0, sizes, prices, mask)
+        other = ipfl.best_import_set(K, 1000.0, sizes, prices)
+        assert ipfl.import_value(K, 1000.0, sizes, prices, mask) == pytest.approx(
+            ipfl.import_value(K, 1000.0, sizes, prices, other), rel=1e-12,
+            abs=1e-11 * np.sqrt(K / 1000.0))
+
+
 def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkeypatch):
     # sizes drawn from a narrow band of reals, prices per sample tied to within 1e-6: the
     # best sets of four sellers need the smallest ones, and the flip search alone took
@@ -774,7 +843,7 @@ def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkey
 
 def value_without(monkeypatch, step):
     """An `optimum` for :func:`assert_fast_and_exact`: the value of the set found with
-    `step` of the exact solver switched off (the flip search decides instead)."""
+    `step` of the exact solver switched off (the steps after it decide instead)."""
 
     def value(K, n_own, sizes, prices, _):
         with monkeypatch.context() as patch:
