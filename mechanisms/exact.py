@@ -123,19 +123,18 @@ Why the answer is exact. g is increasing and concave, so:
       at a time, after the search has gone on for an eighth as many states.
    i. Sizes on no lattice, when 3f to 3h cannot decide: flip tables over the sizes rounded
       to a lattice of step d, down for the sets whose pools lie above n0 and up for those
-      below it. A set of k flips then lies E (less than k d) above, or below, its table
-      pool x, so its loss is at least its cost in the table, less lambda E, plus the least
-      of L(x + E) - lambda E over that range (convex in E), when each flip adds lambda
-      times its rounding to its cost (lambda >= 0 for rounding down, <= 0 for up, so sums
-      stay >= 0). With lambda = L' at the best set found on that side, the bound is tight
-      where L' is near lambda; each cell takes the higher of that bound and the one for
-      lambda = 0. The first lattice puts 1024 steps in the largest flip; each side's next
-      is 2 to 4 times finer (more for a larger gap), or the same once when lambda moved by
-      more than a quarter, until the search's best state, offered the cheapest sets of the
-      8 cells with the lowest bounds each time, is within ``tol`` of both bounds. Later
-      tables look only at pools where a cell's bound beat the best state. The search goes
-      first for 2^16 states, again between rounds for a share of their cells, and alone
-      once a round would exceed 2^30 cells.
+      below it. A set of k flips then lies E (less than k d) above, or below, its table pool
+      x, so its loss is at least its cost in the table, less lambda E, plus the least of
+      L(x + E) - lambda E over that range (convex in E), when each flip adds lambda times
+      its rounding to its cost (lambda >= 0 for rounding down, <= 0 for up, so sums
+      stay >= 0). With lambda = L' at the best set found on that side (0 at first), the
+      bound is tight where L' is near lambda. The first lattice puts 1024 steps in the
+      largest flip; each side's next is 2 to 4 times finer (more for a larger gap), or the
+      same once when lambda moved by more than a quarter, until the search's best state,
+      offered the cheapest sets of the 8 cells with the lowest bounds each time, is within
+      ``tol`` of both bounds. Later tables look only at pools where a cell's bound beat the
+      best state. The search goes first for 2^16 states, again between rounds for a share of
+      their cells, and alone once a round would exceed 2^30 cells.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -735,34 +734,29 @@ def _rounded_bound(core: _Core, plan: _Plan, slope: float,
     """(a lower bound on the loss of every set whose pool lies above n0 when the sizes are
     rounded down to core.step, or below it when rounded up; L' at the best such set traced,
     the next `slope`; the pools of the cells where the bound beats the best state), from
-    their flip tables. A set of k <= plan.most flips has its pool x + E in a table cell x,
+    their flip table. A set of k <= plan.most flips has its pool x + E in a table cell x,
     with E the sum of its flips' roundings e, less than k steps, up or down. A table whose
-    flips add, besides their costs w, lambda e (lambda of the sign of e, so the sums stay
-    >= 0) bounds the set's cost below by its cost in the table less lambda E and tol / 4
-    (see :func:`_cost_units`), and so its loss by that plus the least of L(x + E) - lambda
-    E over such E (convex in E): tight for cells where L' is near lambda. Each cell takes
-    the higher bound of the tables for lambda = 0 and `slope`. The cheapest sets of the
-    _ROUNDED_TRACED cells with the lowest bounds are offered to the search."""
+    flips add, besides their costs w, lambda e (lambda of the sign of e, so the sums
+    stay >= 0) bounds the set's cost below by its cost in the table less lambda E and
+    tol / 4 (see :func:`_cost_units`), and so its loss by that plus the least of
+    L(x + E) - lambda E over such E (convex in E): tight for cells where L' is near lambda =
+    `slope`. The cheapest sets of the _ROUNDED_TRACED cells with the lowest bounds are
+    offered to the search."""
     up = core.rounding is np.floor
     settled = np.inf, slope, (core.n0, core.n0)
     if plan.stop < plan.start:  # no set reaches the pools left
         return settled
     errors = core.move - core.units(np.arange(core.move.size)) * core.step
-    bounds = None
-    for fold in (0.0, slope) if slope else (0.0,):
-        table = _filled(core, plan, exact=True, w=core.w + fold * errors)
-        if bounds is None:  # the cells are the same in every table
-            at, x, low, high = _side_cells(core, table, plan.most * core.step, up)
-            if not at.size:
-                return settled
-            bounds = np.full(at.size, -np.inf)
-        pool = np.clip(_pool_at_slope(core.sqrt_k, core.r - fold), low, high)
-        folded = (table.cheapest[at] * table.unit - core.tol / 4 + core.loss(pool)
-                  - fold * (pool - x))
-        np.maximum(bounds, folded, out=bounds)
+    table = _filled(core, plan, exact=True, w=core.w + slope * errors)
+    at, x, low, high = _side_cells(core, table, plan.most * core.step, up)
+    if not at.size:
+        return settled
+    pool = np.clip(_pool_at_slope(core.sqrt_k, core.r - slope), low, high)
+    bounds = (table.cheapest[at] * table.unit - core.tol / 4 + core.loss(pool)
+              - slope * (pool - x))
     lowest = np.argsort(bounds, kind="stable")[:_ROUNDED_TRACED]
     best = np.inf
-    for i in lowest:  # through the last table, whose kept sums are still there
+    for i in lowest:
         flips = _table_trace(table, int(at[i]))
         moved = core.n_r + float(core.move[flips].sum())
         loss = float(core.w[flips].sum() + core.loss(moved))
