@@ -127,19 +127,20 @@ Why the answer is exact. g is increasing and concave, so:
       x, so its loss is at least its cost in the table, less lambda E, plus the least of
       L(x + E) - lambda E over that range (convex in E), when each flip adds lambda times
       its rounding to its cost (lambda >= 0 for rounding down, <= 0 for up, so sums
-      stay >= 0). With lambda = L' at the best set found on that side (0 at first), the
-      bound is tight where L' is near lambda. The first lattice puts 1024 steps in the
-      largest flip; each side's next is 2 to 4 times finer (more for a larger gap), or the
-      same once when lambda moved by more than a quarter, until the search's best state,
-      offered the cheapest sets of the 8 cells with the lowest bounds each time, is within
-      ``tol`` of both bounds. Later tables look only at pools where a cell's bound beat the
-      best state. The search goes first for 2^16 states, again between rounds for a share of
-      their cells, and alone once a round would exceed 2^30 cells.
+      stay >= 0). With lambda = L' at the best set found on that side in the last round
+      (0 if none), the bound is tight where L' is near lambda. The first lattice puts
+      1024 steps in the largest flip; each side's next is 2 to 4 times finer (more for a
+      larger gap), or the same once when lambda moved by more than a quarter, until the
+      search's best state, offered the cheapest sets of the 8 cells with the lowest bounds
+      each time, is within ``tol`` of both bounds. Later tables look only at pools where a
+      cell's bound beat the best state. The search goes first for 2^16 states, again between
+      rounds for a share of their cells, and alone once a round would exceed 2^30 cells.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
 equals a brute-force search up to rounding. Flip costs within rounding of zero count as
-exact ties.
+exact ties, and so do all when together they cost at most tol / 4 (the set found is then
+within 1.25 tol of the best).
 
 Why it is fast on ties. Equal or nearly equal prices per sample (prices proportional to
 sizes) make the relaxation's bound nearly attainable by many sets; pruning then needs a
@@ -431,11 +432,12 @@ class _Core:
         self.size = s
         self.move = np.where(self.in_r, -s, s)  # pool change of a flip
         w = np.where(self.in_r, -1.0, 1.0) * (p - r * s)
-        # a flip cost within rounding of p - r s (and of snapping the sizes, by `snapped`
-        # relative) is an exact tie: zero
-        self.w = np.where(w > (16 * np.finfo(float).eps + snapped) * (p + r * s), w, 0.0)
-        self.rho = self.w / s
         self.tol = TOL_REL * float(sqrt_k / np.sqrt(base) + p[self.in_r].sum())
+        # a flip cost within rounding of p - r s (and of snapping the sizes, by `snapped`
+        # relative) is an exact tie: zero; so are all when together they cost tol / 4 or less
+        w = np.where(w > (16 * np.finfo(float).eps + snapped) * (p + r * s), w, 0.0)
+        self.w = w if w.sum() > self.tol / 4 else np.zeros_like(w)
+        self.rho = self.w / s
         self.step = 0.0  # the size lattice, set by the flip search (which uses it)
         self.rounding = np.rint  # how pool changes go onto it (step 3i: down or up)
         self.integral = s == np.floor(s)  # sizes on the integers (step 3f handles the others)
@@ -732,12 +734,12 @@ def _rounded_plan(core: _Core, budget: float, pools: tuple[float, float]) -> _Pl
 def _rounded_bound(core: _Core, plan: _Plan, slope: float,
                    search: _Search) -> tuple[float, float, tuple[float, float]]:
     """(a lower bound on the loss of every set whose pool lies above n0 when the sizes are
-    rounded down to core.step, or below it when rounded up; L' at the best such set traced,
-    the next `slope`; the pools of the cells where the bound beats the best state), from
-    their flip table. A set of k <= plan.most flips has its pool x + E in a table cell x,
-    with E the sum of its flips' roundings e, less than k steps, up or down. A table whose
-    flips add, besides their costs w, lambda e (lambda of the sign of e, so the sums
-    stay >= 0) bounds the set's cost below by its cost in the table less lambda E and
+    rounded down to core.step, or below it when rounded up; L' at the best such set traced
+    (0 if none), the next `slope`; the pools of the cells where the bound beats the best
+    state), from their flip table. A set of k <= plan.most flips has its pool x + E in a
+    table cell x, with E the sum of its flips' roundings e, less than k steps, up or down. A
+    table whose flips add, besides their costs w, lambda e (lambda of the sign of e, so the
+    sums stay >= 0) bounds the set's cost below by its cost in the table less lambda E and
     tol / 4 (see :func:`_cost_units`), and so its loss by that plus the least of
     L(x + E) - lambda E over such E (convex in E): tight for cells where L' is near lambda =
     `slope`. The cheapest sets of the _ROUNDED_TRACED cells with the lowest bounds are
@@ -755,7 +757,7 @@ def _rounded_bound(core: _Core, plan: _Plan, slope: float,
     bounds = (table.cheapest[at] * table.unit - core.tol / 4 + core.loss(pool)
               - slope * (pool - x))
     lowest = np.argsort(bounds, kind="stable")[:_ROUNDED_TRACED]
-    best = np.inf
+    best, slope = np.inf, 0.0
     for i in lowest:
         flips = _table_trace(table, int(at[i]))
         moved = core.n_r + float(core.move[flips].sum())

@@ -792,6 +792,30 @@ def test_rounded_flip_tables_equal_brute_force(monkeypatch, units, noises):
     assert len(set(rounds)) > 100
 
 
+def test_flips_that_together_cost_a_quarter_of_tol_count_as_exact_ties():
+    # prices per sample tied to within 1e-15 to 1e-7: when all flips together cost at most
+    # tol / 4 they are solved as free, and the set found is within 1.25 tol of the best
+    rng = np.random.default_rng(12)
+    free = []
+    for _ in range(200):
+        k = int(rng.integers(2, 13))
+        sizes = 1000.0 * rng.uniform(1.0, 1.01, k)
+        n_own, K = 100.0, float(rng.choice([1e4, 5e5]))
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+        prices = (0.5 * np.sqrt(K) * fill**-1.5 * sizes
+                  * (1 + 10 ** rng.uniform(-15, -7) * rng.uniform(-1, 1, k)))
+        core = exact._Core(np.sqrt(K), n_own, sizes, prices)
+        costs = np.where(core.in_r, core.r * sizes - prices, prices - core.r * sizes)
+        costs = costs[costs > 16 * np.finfo(float).eps * (prices + core.r * sizes)]
+        free.append(not core.w.any())
+        assert free[-1] == (costs.sum() <= core.tol / 4)
+        chosen = ipfl.best_import_set(K, n_own, sizes, prices)
+        got = ipfl.import_value(K, n_own, sizes, prices, chosen)
+        tol = exact.TOL_REL * (np.sqrt(K / n_own) + prices.sum())  # at least the solver's
+        assert got >= all_subset_values(K, n_own, sizes, prices).max() - 1.25 * tol
+    assert 40 < sum(free) < 160
+
+
 def no_better_neighbour(K, n_own, sizes, prices, chosen):
     """True when no set that differs from `chosen` in one or two sellers is worth more
     (beyond rounding)."""
