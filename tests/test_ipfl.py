@@ -832,8 +832,8 @@ def no_better_neighbour(K, n_own, sizes, prices, chosen):
 def test_exact_is_fast_when_near_ties_in_a_narrow_band_need_sets_inside_it(monkeypatch):
     # sizes drawn from reals in 1000-1100, prices per sample within 1e-6 to 1e-3: the best
     # sets of 9 to 51 sellers have totals inside the range such sets reach, too many to list
-    # (3h), and the flip search alone took over 5 s for most of these buyers (minutes for
-    # some); step 3i's rounded tables settle them
+    # (3h), and the flip search alone took over 5 s for four of these five buyers; step 3i's
+    # rounded tables settle them
     buyers = [(1e-4, 3.98e7), (1e-4, 6.31e8), (1e-6, 2.51e7), (1e-3, 2.51e7), (1e-4, 3.98e6)]
     markets = []
     for noise, K in buyers:
