@@ -419,7 +419,7 @@ class _Core:
 
     def __init__(self, sqrt_k: float, base: float, s: np.ndarray, p: np.ndarray,
                  snapped: float = 0.0):
-        self.sqrt_k = sqrt_k
+        self.sqrt_k, self.base = sqrt_k, base  # base: the pool without any core seller
         q, order, pool, b = _relaxation(sqrt_k, base, s, p)
         self.n_r = float(pool[b - 1]) if b else base  # the pool of R
         n0, r = self.n_r, float(_slope(sqrt_k, self.n_r))
@@ -694,7 +694,7 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     steps = [min(float(sizes.max()) / _ROUNDED_UNITS, float(sizes.min()))] * 2
     slopes, sides = [0.0, 0.0], [0, 1]  # sides open: sizes rounded down (0), up (1)
     redone = [True, True]  # the last round kept the lattice for a new slope
-    windows = [(core.n_r - float(core.size[core.in_r].sum()), np.inf)] * 2  # pools that may win
+    windows = [(core.base, np.inf)] * 2  # the pools where a better set may lie
     while sides:
         rounded = {i: core.rounded(steps[i], (np.floor, np.ceil)[i]) for i in sides}
         plans = {i: _rounded_plan(rounded[i], search.best + core.tol, windows[i]) for i in sides}
@@ -779,8 +779,7 @@ def _side_cells(core: _Core, table: _Table, most: float, up: bool) -> tuple[np.n
     at = np.arange(table.ends[0], table.ends[1] + 1)
     at = at[table.cheapest[at] < table.top]
     x = core.n_r + (at + table.start) * core.step
-    least = core.n_r - float(core.size[core.in_r].sum())
-    low = np.maximum(x if up else x - most, least)
+    low = np.maximum(x if up else x - most, core.base)
     high = x + most if up else x
     side = (high >= core.n0 if up else low <= core.n0) & (low <= high)
     return at[side], x[side], low[side], high[side]
@@ -1257,10 +1256,9 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
     of k <= _GUESS_MOST sellers paired from two disjoint lists of the sellers nearest the
     mean size such a set needs, longer lists each time; for k > _GUESS_MOST, the k sellers
     nearest that mean, polished (:func:`_near_mean_settles`)."""
-    base = core.n_r - float(core.size[core.in_r].sum())
-    search.offer(*_extreme_sets(core, base))
+    search.offer(*_extreme_sets(core))
     for budget in (*_GUESS_SETS, 0):
-        members = _set_members(core, base, search.best)
+        members = _set_members(core, search.best)
         if members is None:  # sizes spread widely: the search does better
             return None
         every = [_Pairing(m, m, min(k, m.size - k), m if 2 * k > m.size else None)
@@ -1269,16 +1267,16 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
         if work <= _FEW_SETS:  # the search first, for a share of the pairing's time
             if search.attempt(work * _PAIR_SHARE):
                 return search.best, search.best_flips
-            return _paired_members(core, base, every)  # None: too many sets share sellers
+            return _paired_members(core, every)  # None: too many sets share sellers
         many = {k: m for k, m in members.items() if _GUESS_MOST < k <= m.size}
-        if budget == _GUESS_SETS[0] and many and _near_mean_settles(core, search, base, many):
+        if budget == _GUESS_SETS[0] and many and _near_mean_settles(core, search, many):
             return search.best, search.best_flips
         guessed = {k: m for k, m in members.items() if 0 < k <= _GUESS_MOST}
         if not budget or not guessed:
             return None
         share, halves = budget // len(guessed), []
         for k, m in guessed.items():
-            near = _nearest_mean(core, base, k, m)
+            near = _nearest_mean(core, k, m)
             fewer, more = 0, m.size + 1  # the most sellers that fit the share, by bisection
             while more - fewer > 1:
                 mid = (fewer + more) // 2
@@ -1287,25 +1285,24 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
                 else:
                     more = mid
             halves.append(_Pairing(near[:fewer:2], near[1:fewer:2], k))
-        search.offer(*_paired_members(core, base, halves))
+        search.offer(*_paired_members(core, halves))
         if search.best <= core.tol or search.attempt(budget * _PAIR_SHARE):  # no loss < 0
             return search.best, search.best_flips
     return None
 
 
-def _nearest_mean(core: _Core, base: float, k: int, m: np.ndarray) -> np.ndarray:
+def _nearest_mean(core: _Core, k: int, m: np.ndarray) -> np.ndarray:
     """The sellers `m` by how near their size is to the mean size a set of k needs."""
-    return m[np.argsort(np.abs(core.size[m] - (core.n0 - base) / k), kind="stable")]
+    return m[np.argsort(np.abs(core.size[m] - (core.n0 - core.base) / k), kind="stable")]
 
 
-def _near_mean_settles(core: _Core, search: _Search, base: float,
-                       members: dict[int, np.ndarray]) -> bool:
+def _near_mean_settles(core: _Core, search: _Search, members: dict[int, np.ndarray]) -> bool:
     """Offers the search the best set of the k sellers of members[k] nearest the mean size it
     needs, over every k, and, after the search has had a short go, that set polished:
     toggles of up to four of the _EDGE sellers either side of the k-th nearest. True when
     the search is settled: it finished, or a set is within ``tol`` of the relaxation (no
     loss is below 0)."""
-    near = {k: _nearest_mean(core, base, k, m) for k, m in members.items()}
+    near = {k: _nearest_mean(core, k, m) for k, m in members.items()}
     for k, m in near.items():
         search.offer(*_as_flips(core, m[:k]))
     if search.best <= core.tol or search.attempt(core.w.size * _OFF_STATES):
@@ -1315,7 +1312,7 @@ def _near_mean_settles(core: _Core, search: _Search, base: float,
     return search.best <= core.tol
 
 
-def _extreme_sets(core: _Core, base: float) -> tuple[float, np.ndarray]:
+def _extreme_sets(core: _Core) -> tuple[float, np.ndarray]:
     """(loss, flips) of the best set of the k smallest or the k largest sellers, over every
     k: the best set when n0 lies between what k sellers can reach and what k + 1 can, and
     every flip is free."""
@@ -1324,7 +1321,7 @@ def _extreme_sets(core: _Core, base: float) -> tuple[float, np.ndarray]:
     costs = _member_costs(core)
     totals, spent = (np.stack([np.concatenate([[0.0], np.cumsum(x[end])]) for end in ends])
                      for x in (core.size, costs))
-    losses = core.loss(base + totals) + spent
+    losses = core.loss(core.base + totals) + spent
     which, k = np.unravel_index(int(np.argmin(losses)), losses.shape)
     return _as_flips(core, ends[which][:k])
 
@@ -1347,15 +1344,14 @@ def _listed_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | 
     once it is offered the best set of the k smallest or largest sellers, are few enough
     to list (at most _LISTED_SETS), or the search's when it finishes first (it goes on for
     a share of the time of the listing); None when they are more."""
-    base = core.n_r - float(core.size[core.in_r].sum())
-    members = _set_members(core, base, search.best)
-    if members is not None and search.offer(*_extreme_sets(core, base)):
-        members = _set_members(core, base, search.best)
+    members = _set_members(core, search.best)
+    if members is not None and search.offer(*_extreme_sets(core)):
+        members = _set_members(core, search.best)
     if members is None or _set_count(members) > _LISTED_SETS:
         return None
     if search.attempt(_set_count(members) * _PAIR_SHARE):
         return search.best, search.best_flips
-    return _best_listed(core, base, members)
+    return _best_listed(core, members)
 
 
 def _set_count(members: dict[int, np.ndarray]) -> int:
@@ -1363,8 +1359,7 @@ def _set_count(members: dict[int, np.ndarray]) -> int:
     return sum(math.comb(m.size, k) for k, m in members.items())
 
 
-def _best_listed(core: _Core, base: float,
-                 members: dict[int, np.ndarray]) -> tuple[float, np.ndarray]:
+def _best_listed(core: _Core, members: dict[int, np.ndarray]) -> tuple[float, np.ndarray]:
     """(loss, flips) of the best set of k of the sellers members[k], over every k, each
     set listed by its members or, when fewer, by the members it leaves out; (inf, none)
     when there is no such set."""
@@ -1378,7 +1373,7 @@ def _best_listed(core: _Core, base: float,
                                                  (core.size[m], costs[m]))
         if out:
             size, spent = core.size[m].sum() - size, costs[m].sum() - spent
-        losses = core.loss(base + size) + spent
+        losses = core.loss(core.base + size) + spent
         i = int(np.argmin(losses))
         if losses[i] < best:
             rows = m[_traced_subsets(picks, np.array([i]))[0]]
@@ -1412,12 +1407,12 @@ def _traced_subsets(picks: list[tuple], at: np.ndarray) -> np.ndarray:
     return np.column_stack(columns[::-1]) if columns else np.zeros((at.size, 0), dtype=np.int64)
 
 
-def _set_members(core: _Core, base: float, loss: float) -> dict[int, np.ndarray] | None:
+def _set_members(core: _Core, loss: float) -> dict[int, np.ndarray] | None:
     """For each number of sellers k that a set S with its pool where L < `loss` can have,
     the sellers it can hold; None when there are more than _FEW_COUNTS such k. Its total
     size x_S lies in an interval, which bounds k; a seller whose size plus the k - 1
     smallest, or largest, misses the interval cannot be in it."""
-    s = core.size
+    s, base = core.size, core.base
     by_size = np.sort(s)
     smallest, largest = (np.concatenate([[0.0], np.cumsum(x)]) for x in (by_size, by_size[::-1]))
     x0 = core.n0 - base  # in the interval: a quick look whether it holds too many k
@@ -1449,13 +1444,12 @@ class _Pairing(NamedTuple):
     within: np.ndarray | None = None
 
 
-def _paired_members(core: _Core, base: float,
-                    pairings: list[_Pairing]) -> tuple[float, np.ndarray] | None:
+def _paired_members(core: _Core, pairings: list[_Pairing]) -> tuple[float, np.ndarray] | None:
     """(loss, flips) of the best set of the `pairings`, (inf, none) when they hold none,
     or None when too many of their parts share sellers. For each part from the first
     list, the best disjoint one of the second reaches the nearest total size to n0 below
     or above (L is convex), found in the sorted list of the second."""
-    s = core.size
+    s, base = core.size, core.base
     best, chosen = np.inf, None
     for first, second, count, within in pairings:
         total = float(s[within].sum()) if within is not None else 0.0

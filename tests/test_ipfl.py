@@ -704,10 +704,10 @@ def test_free_flips_off_every_lattice_equal_brute_force(monkeypatch, few_sets, c
     exact_lists = []  # per list of sets paired: one list's parts against each other
     near_mean = []  # per call of the guess for sets of more than _GUESS_MOST sellers
     pair, settles = exact._paired_members, exact._near_mean_settles
-    monkeypatch.setattr(exact, "_paired_members", lambda core, base, lists: exact_lists.extend(
-        x.first is x.second for x in lists) or pair(core, base, lists))
-    monkeypatch.setattr(exact, "_near_mean_settles", lambda core, search, base, members:
-                        near_mean.append(len(members)) or settles(core, search, base, members))
+    monkeypatch.setattr(exact, "_paired_members", lambda core, lists: exact_lists.extend(
+        x.first is x.second for x in lists) or pair(core, lists))
+    monkeypatch.setattr(exact, "_near_mean_settles", lambda core, search, members:
+                        near_mean.append(len(members)) or settles(core, search, members))
     rng = np.random.default_rng(7)
     for _ in range(150):
         k = int(rng.integers(2, 13))
@@ -738,8 +738,8 @@ def test_costly_flips_off_every_lattice_equal_brute_force(monkeypatch, listed_se
         monkeypatch.setattr(exact, name, value)
     listed = []
     best_listed = exact._best_listed
-    monkeypatch.setattr(exact, "_best_listed", lambda core, base, members: listed.append(
-        max(members, default=0)) or best_listed(core, base, members))
+    monkeypatch.setattr(exact, "_best_listed", lambda core, members: listed.append(
+        max(members, default=0)) or best_listed(core, members))
     rng = np.random.default_rng(8)
     for _ in range(150):
         k = int(rng.integers(2, 13))
