@@ -460,6 +460,14 @@ class _Core:
         """The pool changes of `flips` in lattice units."""
         return self.rounding(self.move[flips] / self.step).astype(np.int64)
 
+    def pool(self, flips: np.ndarray) -> float:
+        """The pool of the set R with `flips` (indices or a mask) flipped."""
+        return self.n_r + float(self.move[flips].sum())
+
+    def flip_loss(self, flips: np.ndarray) -> float:
+        """The loss of the set R with `flips` flipped: L at its pool plus their costs."""
+        return float(self.loss(self.pool(flips)) + self.w[flips].sum())
+
     def loss(self, n):
         """L at pool n: (n - n0) (r - mean slope of g over [n0, n]), >= 0."""
         sn, s0 = np.sqrt(n), self.root_n0
@@ -585,7 +593,7 @@ def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[flo
     what the state lacks; repeated while it helps. Returns (loss, flipped sellers)."""
     flipped = np.zeros(core.w.size, dtype=bool)
     flipped[flips] = True
-    best = float(np.sum(core.w[flipped]) + core.loss(core.n_r + core.move[flipped].sum()))
+    best = core.flip_loss(flipped)
     for _ in range(_POLISH_ROUNDS):
         sign = np.where(flipped[candidates], -1.0, 1.0)
         move, cost, first, second = _small_subsets(
@@ -761,8 +769,7 @@ def _rounded_bound(core: _Core, plan: _Plan, slope: float,
     best, slope = np.inf, 0.0
     for i in lowest:
         flips = _table_trace(table, int(at[i]))
-        moved = core.n_r + float(core.move[flips].sum())
-        loss = float(core.w[flips].sum() + core.loss(moved))
+        moved, loss = core.pool(flips), core.flip_loss(flips)
         search.offer(loss, flips)
         if loss < best and (moved >= core.n0) == up:  # the next slope: L' at the best set
             best, slope = loss, float(core.r - _slope(core.sqrt_k, moved))
@@ -1335,7 +1342,7 @@ def _member_costs(core: _Core) -> np.ndarray:
 def _as_flips(core: _Core, sellers: np.ndarray) -> tuple[float, np.ndarray]:
     """(loss, flips) of the set of `sellers`."""
     flips = np.flatnonzero(np.isin(np.arange(core.size.size), sellers) ^ core.in_r)
-    return float(core.loss(core.n_r + core.move[flips].sum()) + core.w[flips].sum()), flips
+    return core.flip_loss(flips), flips
 
 
 def _listed_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | None:
