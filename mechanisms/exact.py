@@ -72,9 +72,10 @@ Why the answer is exact. g is increasing and concave, so:
       narrowed by a larger alternating table). The best pool is looked for next to n0
       first, and then only where L alone beats that pool's loss. The table adds flip
       costs in whole units of tol / (4 k), rounded up, with k the most flips a set within
-      the loss can have, as integers of the narrowest type (16, 32 or 64 bits) that holds
-      every sum within the loss: its best set is within tol / 4 of the best, and the exact
-      sums through each flip, kept, trace that set back.
+      the loss can have (the cheapest growing and shrinking flips that fit in it together,
+      each direction within its reach), as integers of the narrowest type (16, 32 or 64
+      bits) that holds every sum within the loss: its best set is within tol / 4 of the
+      best, and the exact sums through each flip, kept, trace that set back.
    e. Every flip free (prices per sample tie exactly, on a lattice): the best set reaches
       the reachable pool nearest n0, below or above (L is convex), a subset-sum question
       answered by tables of bits (one integer per flip, shifted and or-ed). The narrow
@@ -135,6 +136,11 @@ Why the answer is exact. g is increasing and concave, so:
       each time, is within ``tol`` of both bounds. Later tables look only at pools where a
       cell's bound beat the best state. The search goes first for 2^16 states, again between
       rounds for a share of their cells, and alone once a round would exceed 2^30 cells.
+      When all flips together cost at most 2^12 tol (prices per sample tied to within about
+      1e-7), which pool a set reaches matters more than which flips it pays for: each new
+      best state is then polished before the next round (the best toggles of up to four of
+      the 120 cheapest flips, while they help), since the tables' sets alone came closer
+      to the best too slowly.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -230,6 +236,7 @@ _ROUNDED_SHARE = 1 / 512  # flip-search states per cell of a round of 3i's table
 _ROUNDED_CELLS = 1 << 30  # 3i's largest round of tables
 _SLOPE_MOVE = 0.25  # 3i keeps a lattice once when the slope moves by more than this share
 _ROUNDED_FIRST = 1 << 16  # flip-search states before 3i's first tables
+_POLISHED_COSTS = 1 << 12  # 3i polishes best states when all flips cost at most this many tol
 
 
 def marginal(sqrt_k, n_before, size):
@@ -610,7 +617,8 @@ def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[flo
         ) & (first[near] >= 0) | (
             (second[near] == first[:, None]) | (second[near] == second[:, None])
         ) & (second[near] >= 0)
-        total = W + cost[:, None] + cost[near] + core.loss(pool + move[:, None] + move[near])
+        after = np.maximum(pool + move[:, None] + move[near], core.base)  # below: clashes
+        total = W + cost[:, None] + cost[near] + core.loss(after)
         total[clash] = np.inf
         i, k = np.unravel_index(int(np.argmin(total)), total.shape)
         if not total[i, k] < best:
@@ -694,7 +702,9 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     search's best state is within ``tol`` of both lower bounds. The flip search goes first
     for _ROUNDED_FIRST states, and again, for a share of their cells, after a round of
     tables when that share is at least twice its last run (it may finish first), and
-    without limit once the tables would exceed _ROUNDED_CELLS."""
+    without limit once the tables would exceed _ROUNDED_CELLS. When all flips together cost
+    at most _POLISHED_COSTS tol, each new best state is polished before the next round (the
+    best toggles of up to four of the _PAIRED cheapest flips, while they help)."""
     work = _ROUNDED_FIRST
     if search.attempt(work):
         return search.best_flips
@@ -703,7 +713,12 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     slopes, sides = [0.0, 0.0], [0, 1]  # sides open: sizes rounded down (0), up (1)
     redone = [True, True]  # the last round kept the lattice for a new slope
     windows = [(core.base, np.inf)] * 2  # the pools where a better set may lie
+    polishing = core.w.sum() <= _POLISHED_COSTS * core.tol  # cheap flips: pools decide
+    toggles, polished = np.argsort(core.w, kind="stable")[:_PAIRED], np.inf
     while sides:
+        while polishing and search.best < polished:  # a new best state, until it stays
+            polished = search.best
+            search.offer(*_polish(core, search.best_flips, toggles))
         rounded = {i: core.rounded(steps[i], (np.floor, np.ceil)[i]) for i in sides}
         plans = {i: _rounded_plan(rounded[i], search.best + core.tol, windows[i]) for i in sides}
         cells = sum(plan.cells for plan in plans.values())
@@ -983,7 +998,9 @@ def _ranged(core: _Core, loss: float, bits: bool = False, slack: int = 1,
     when they are at least half of them, each run by cost; the reach of a direction's
     flips then adds up over its two runs. Final pool changes are looked for `slack` lattice
     units beyond the pools within `pools` where L <= loss; where L > 0 at all of them, a
-    set's flips cost at most `loss` less the least L there."""
+    set's flips cost at most `loss` less the least L there. Such a set flips at most as many
+    sellers as the cheapest of both directions that fit in that cost together, each
+    direction within its reach (the plan's `most`)."""
     step, spend, least = core.step, np.inf, 0.0
     while loss - least < spend:  # flips cost at most `loss` less the least L at those pools
         spend = loss - least
@@ -1004,7 +1021,8 @@ def _ranged(core: _Core, loss: float, bits: bool = False, slack: int = 1,
     high = int(np.ceil((high - core.n_r) / step)) + slack
     caps = [max(room // int(s.min()), 0) if s.size else 0
             for s, room in zip(sizes, (high + shrink, grow - low), strict=True)]
-    most = sum(min(count, cap) for count, cap in zip(counts, caps, strict=True))
+    most = _most_flips(costs, [min(count, cap) for count, cap in zip(counts, caps, strict=True)],
+                       spend)
     first, ratio = _coarse(core, items, move)
     later = ~first  # the flips of the second run
     if bits or ratio == 1 or 2 * np.count_nonzero(later) > items.size:
@@ -1018,6 +1036,15 @@ def _ranged(core: _Core, loss: float, bits: bool = False, slack: int = 1,
             reach.append(_moved_in_runs(np.abs(move[run]), core.w[items[run]],
                                         int(np.count_nonzero(flips & first)), loss, cap, whole))
     return _ordered(items, move, (low, high), loss, most, later, ratio, reach, bits)
+
+
+def _most_flips(costs: list[np.ndarray], caps: list[int], spend: float) -> int:
+    """The most flips a set costing at most `spend` can have, with at most caps[d] flips of
+    direction d (costs[d] sorted ascending): a + b for the a cheapest growing and b
+    cheapest shrinking flips that fit together."""
+    grow, shrink = (np.cumsum(np.append(0.0, c[:cap])) for c, cap in zip(costs, caps, strict=True))
+    fits = np.searchsorted(shrink, spend * (1 + 1e-9) - grow, "right") - 1  # -1: none
+    return int(np.max((np.arange(grow.size) + fits)[fits >= 0], initial=0))
 
 
 def _ordered(items: np.ndarray, move: np.ndarray, ends: tuple[int, int], loss: float, most: int,

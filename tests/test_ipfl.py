@@ -853,6 +853,37 @@ def test_exact_is_fast_when_near_ties_in_a_narrow_band_need_sets_inside_it(monke
             abs=1e-11 * np.sqrt(K / 1000.0))
 
 
+@given(st.lists(st.floats(0.0, 10.0), max_size=8), st.lists(st.floats(0.0, 10.0), max_size=8),
+       st.floats(0.0, 40.0), st.integers(0, 8), st.integers(0, 8))
+def test_most_flips_is_the_largest_count_whose_cheapest_flips_fit(grow, shrink, spend, a, b):
+    grow, shrink = np.sort(grow), np.sort(shrink)
+    caps = [min(a, grow.size), min(b, shrink.size)]
+    fitting = [i + j for i in range(caps[0] + 1) for j in range(caps[1] + 1)
+               if grow[:i].sum() + shrink[:j].sum() <= spend * (1 + 1e-9)]
+    assert exact._most_flips([grow, shrink], caps, spend) == max(fitting)
+
+
+def test_rounded_tables_settle_flips_that_together_cost_a_few_tol(monkeypatch):
+    # sizes drawn from reals in 1000-1010, prices per sample tied to within 1e-9 to 1e-8:
+    # each flip costs under tol, all of them together 4 to 62 tol, and the best sets flip
+    # up to about 100 sellers. Without the local search on each new best state the
+    # rounded tables outgrew _ROUNDED_CELLS and the flip search ran on without limit (over
+    # 5 s for each of these buyers); with it they settle
+    unlimited, polished = [], []
+    attempt, polish = exact._Search.attempt, exact._polish
+    monkeypatch.setattr(exact._Search, "attempt", lambda search, budget: (
+        budget == np.inf and unlimited.append(budget)) or attempt(search, budget))
+    monkeypatch.setattr(exact, "_polish", lambda *args: polished.append(1) or polish(*args))
+    for seed, noise, K in [(0, 1e-9, 2.51188643e5), (1, 1e-9, 1.58489319e5),
+                           (0, 1e-9, 6.30957344e5), (1, 1e-8, 2.51188643e5)]:
+        rng = np.random.default_rng(seed)
+        sizes = rng.uniform(1000, 1010, 199)
+        prices = 1e-5 * sizes * (1 + noise * rng.uniform(-1, 1, 199))
+        chosen = ipfl.best_import_set(K, 1000.0, sizes, prices)
+        assert no_better_neighbour(K, 1000.0, sizes, prices, chosen)
+    assert polished and not unlimited
+
+
 def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkeypatch):
     # sizes drawn from a narrow band of reals, prices per sample tied to within 1e-6: the
     # best sets of four sellers need the smallest ones, and the flip search alone took
