@@ -137,10 +137,10 @@ Why the answer is exact. g is increasing and concave, so:
       cell's bound beat the best state. The search goes first for 2^16 states, again between
       rounds for a share of their cells, and alone once a round would exceed 2^30 cells.
       When all flips together cost at most 2^12 tol (prices per sample tied to within about
-      1e-7), which pool a set reaches matters more than which flips it pays for: each new
-      best state is then polished before the next round (the best toggles of up to four of
-      the 120 cheapest flips, while they help), since the tables' sets alone came closer
-      to the best too slowly.
+      1e-7 in the markets measured), a set's pool matters more than which flips it pays
+      for, and the tables' sets alone came closer to the best too slowly: each new best
+      state is then polished before the next round (the best toggles of up to four of the
+      120 cheapest flips and the state's own, while they help).
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -617,7 +617,8 @@ def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[flo
         ) & (first[near] >= 0) | (
             (second[near] == first[:, None]) | (second[near] == second[:, None])
         ) & (second[near] >= 0)
-        after = np.maximum(pool + move[:, None] + move[near], core.base)  # below: clashes
+        after = np.maximum(pool + move[:, None] + move[near], core.base)  # (only clashes
+        # toggle a seller twice and can end below the base; they are dropped next)
         total = W + cost[:, None] + cost[near] + core.loss(after)
         total[clash] = np.inf
         i, k = np.unravel_index(int(np.argmin(total)), total.shape)
@@ -704,7 +705,8 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     tables when that share is at least twice its last run (it may finish first), and
     without limit once the tables would exceed _ROUNDED_CELLS. When all flips together cost
     at most _POLISHED_COSTS tol, each new best state is polished before the next round (the
-    best toggles of up to four of the _PAIRED cheapest flips, while they help)."""
+    best toggles of up to four of the _PAIRED cheapest flips and its own, while they
+    help)."""
     work = _ROUNDED_FIRST
     if search.attempt(work):
         return search.best_flips
@@ -714,10 +716,11 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     redone = [True, True]  # the last round kept the lattice for a new slope
     windows = [(core.base, np.inf)] * 2  # the pools where a better set may lie
     polishing = core.w.sum() <= _POLISHED_COSTS * core.tol  # cheap flips: pools decide
-    toggles, polished = np.argsort(core.w, kind="stable")[:_PAIRED], np.inf
+    cheapest, polished = np.argsort(core.w, kind="stable")[:_PAIRED], np.inf
     while sides:
         while polishing and search.best < polished:  # a new best state, until it stays
-            polished = search.best
+            polished = search.best  # toggles: the cheapest flips and the state's own
+            toggles = np.union1d(cheapest, search.best_flips)
             search.offer(*_polish(core, search.best_flips, toggles))
         rounded = {i: core.rounded(steps[i], (np.floor, np.ceil)[i]) for i in sides}
         plans = {i: _rounded_plan(rounded[i], search.best + core.tol, windows[i]) for i in sides}

@@ -874,13 +874,20 @@ def test_rounded_tables_settle_flips_that_together_cost_a_few_tol(monkeypatch):
     monkeypatch.setattr(exact._Search, "attempt", lambda search, budget: (
         budget == np.inf and unlimited.append(budget)) or attempt(search, budget))
     monkeypatch.setattr(exact, "_polish", lambda *args: polished.append(1) or polish(*args))
+    buyers = []
     for seed, noise, K in [(0, 1e-9, 2.51188643e5), (1, 1e-9, 1.58489319e5),
                            (0, 1e-9, 6.30957344e5), (1, 1e-8, 2.51188643e5)]:
         rng = np.random.default_rng(seed)
         sizes = rng.uniform(1000, 1010, 199)
-        prices = 1e-5 * sizes * (1 + noise * rng.uniform(-1, 1, 199))
-        chosen = ipfl.best_import_set(K, 1000.0, sizes, prices)
-        assert no_better_neighbour(K, 1000.0, sizes, prices, chosen)
+        buyers.append((K, 1000.0, sizes, 1e-5 * sizes * (1 + noise * rng.uniform(-1, 1, 199))))
+    # a market's first buyers, whose best sets need 38 flips or more: polishing only with
+    # the cheapest flips (none to drop from the set) left them to the unlimited search
+    N = np.random.default_rng(2).uniform(1000, 1010, 200)
+    cost = 1e-5 * N * (1 + 1e-9 * np.random.default_rng(1).uniform(-1, 1, 200))
+    buyers += [(2.51e5, N[0], N[1:], cost[1:]), (2.51e5, N[1], np.delete(N, 1), np.delete(cost, 1))]
+    for K, n_own, sizes, prices in buyers:
+        chosen = ipfl.best_import_set(K, n_own, sizes, prices)
+        assert no_better_neighbour(K, n_own, sizes, prices, chosen)
     assert polished and not unlimited
 
 
