@@ -171,9 +171,12 @@ at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s); otherw
 rounded tables of 3i settle most buyers within 0.1 s but some take up to about 3 s (bands
 0.2 % to 1 % wide, best sets of 50 to 115 sellers, where many cheap flips make the rounding
 error of a set large), where the flip search alone took minutes, and a round at m = 200 of
-buyers that all need 3i can take 10 s. With prices per sample tied to about 1e-9 in a band
-1 % wide, some buyers still take over 5 s. Exact ties on no lattice (3g): each of 1209 buyers with
-199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most 0.03 s, and a
+buyers that all need 3i takes about 4 s. With prices per sample tied to within 1e-9 to 1e-7
+in a band 1 % wide, the local search lets a round at m = 200 with ties to 1e-9 finish in
+about 10 s (each buyer ran on for over 10 s without it), but a round whose every buyer has
+ties to 1e-8 or 1e-7 takes minutes (about 1 to 3 s per buyer, where the tables need
+lattices of a hundredth of a sample). Exact ties on no lattice (3g): each of 1209 buyers
+with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most 0.03 s, and a
 round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone takes up to
 100 s, and over two minutes in some bands 1 % wide). Above 2^15 states the search continues
 depth-first over halves, so memory stays bounded while the answer stays exact.
