@@ -1016,7 +1016,8 @@ def _ranged(core: _Core, loss: float, bits: bool = False, slack: int = 1,
         up, down = move > 0, move < 0
         sizes = [np.abs(move[flips]) for flips in (up, down)]
         costs = [core.w[items[flips]] for flips in (up, down)]
-        counts = [int(np.searchsorted(np.cumsum(c), spend * (1 + 1e-9), "right")) for c in costs]
+        spent = [np.cumsum(c) for c in costs]  # the k cheapest of a direction
+        counts = [int(np.searchsorted(c, spend * (1 + 1e-9), "right")) for c in spent]
         largest = [np.cumsum(np.sort(s)[::-1]) for s in sizes]  # the k largest of a direction
         grow, shrink = (int(big[k - 1]) if k else 0 for big, k in zip(largest, counts, strict=True))
         low, high = _pools_within(core, loss, max(core.n_r - shrink * step, pools[0]),
@@ -1027,7 +1028,7 @@ def _ranged(core: _Core, loss: float, bits: bool = False, slack: int = 1,
     high = int(np.ceil((high - core.n_r) / step)) + slack
     caps = [max(room // int(s.min()), 0) if s.size else 0
             for s, room in zip(sizes, (high + shrink, grow - low), strict=True)]
-    most = _most_flips(costs, [min(count, cap) for count, cap in zip(counts, caps, strict=True)],
+    most = _most_flips(spent, [min(count, cap) for count, cap in zip(counts, caps, strict=True)],
                        spend)
     first, ratio = _coarse(core, items, move)
     later = ~first  # the flips of the second run
@@ -1044,11 +1045,11 @@ def _ranged(core: _Core, loss: float, bits: bool = False, slack: int = 1,
     return _ordered(items, move, (low, high), loss, most, later, ratio, reach, bits)
 
 
-def _most_flips(costs: list[np.ndarray], caps: list[int], spend: float) -> int:
+def _most_flips(spent: list[np.ndarray], caps: list[int], spend: float) -> int:
     """The most flips a set costing at most `spend` can have, with at most caps[d] flips of
-    direction d (costs[d] sorted ascending): a + b for the a cheapest growing and b
-    cheapest shrinking flips that fit together."""
-    grow, shrink = (np.cumsum(np.append(0.0, c[:cap])) for c, cap in zip(costs, caps, strict=True))
+    direction d (spent[d][k - 1]: the cost of its k cheapest): a + b for the a cheapest
+    growing and b cheapest shrinking flips that fit together."""
+    grow, shrink = (np.append(0.0, c[:cap]) for c, cap in zip(spent, caps, strict=True))
     fits = np.searchsorted(shrink, spend * (1 + 1e-9) - grow, "right") - 1  # -1: none
     return int(np.max((np.arange(grow.size) + fits)[fits >= 0], initial=0))
 

@@ -760,6 +760,14 @@ def test_costly_flips_off_every_lattice_equal_brute_force(monkeypatch, listed_se
         assert not listed
 
 
+def unlimited_searches(monkeypatch) -> list:
+    """A list that gains an item each time the flip search is run without a limit."""
+    unlimited, attempt = [], exact._Search.attempt
+    monkeypatch.setattr(exact._Search, "attempt", lambda search, budget: (
+        budget == np.inf and unlimited.append(budget)) or attempt(search, budget))
+    return unlimited
+
+
 @pytest.mark.parametrize(("units", "noises"), [(1024, (1e-9, 1e-6, 1e-3, 0.1)),
                                                (8, (1e-6, 1e-3)), (64, (0.0,))])
 def test_rounded_flip_tables_equal_brute_force(monkeypatch, units, noises):
@@ -770,12 +778,9 @@ def test_rounded_flip_tables_equal_brute_force(monkeypatch, units, noises):
                         ("_GUESS_SETS", (0,)), ("_ROUNDED_FIRST", 0), ("_ROUNDED_SHARE", 0.0),
                         ("_ROUNDED_UNITS", units)):
         monkeypatch.setattr(exact, name, value)
-    rounds, unlimited = [], []
-    bound, attempt = exact._rounded_bound, exact._Search.attempt
+    rounds, unlimited, bound = [], unlimited_searches(monkeypatch), exact._rounded_bound
     monkeypatch.setattr(exact, "_rounded_bound", lambda *args: rounds.append(args[0].step)
                         or bound(*args))
-    monkeypatch.setattr(exact._Search, "attempt", lambda search, budget: (
-        budget == np.inf and unlimited.append(budget)) or attempt(search, budget))
     rng = np.random.default_rng(units)
     for _ in range(120):
         k = int(rng.integers(2, 13))
@@ -861,7 +866,7 @@ def test_most_flips_is_the_largest_count_whose_cheapest_flips_fit(grow, shrink, 
     caps = [min(a, grow.size), min(b, shrink.size)]
     fitting = [i + j for i in range(caps[0] + 1) for j in range(caps[1] + 1)
                if grow[:i].sum() + shrink[:j].sum() <= spend * (1 + 1e-9)]
-    assert exact._most_flips([grow, shrink], caps, spend) == max(fitting)
+    assert exact._most_flips([np.cumsum(grow), np.cumsum(shrink)], caps, spend) == max(fitting)
 
 
 def test_rounded_tables_settle_flips_that_together_cost_a_few_tol(monkeypatch):
@@ -870,10 +875,7 @@ def test_rounded_tables_settle_flips_that_together_cost_a_few_tol(monkeypatch):
     # up to about 100 sellers. Without the local search on each new best state the
     # rounded tables outgrew _ROUNDED_CELLS and the flip search ran on without limit (over
     # 5 s for each of these buyers); with it they settle
-    unlimited, polished = [], []
-    attempt, polish = exact._Search.attempt, exact._polish
-    monkeypatch.setattr(exact._Search, "attempt", lambda search, budget: (
-        budget == np.inf and unlimited.append(budget)) or attempt(search, budget))
+    unlimited, polished, polish = unlimited_searches(monkeypatch), [], exact._polish
     monkeypatch.setattr(exact, "_polish", lambda *args: polished.append(1) or polish(*args))
     buyers = []
     for seed, noise, K in [(0, 1e-9, 2.51188643e5), (1, 1e-9, 1.58489319e5),
