@@ -8,8 +8,9 @@
    with tied prices at m = 200, integer sizes in a narrow band (1000 to 1099) at m = 200,
    some of them misreported by a factor 1.3, or 32 of them by random factors (sizes on no
    lattice), sizes on no lattice at all in narrow bands with prices per sample tied exactly
-   or to 1e-9 to 1e-4 (the slowest known kind), and the posted-price market without
-   heterogeneity charge (lam = 0) at m = 50, timed next to greedy clearing.
+   or to 1e-9 to 1e-4 (the slowest known kind), timed next to greedy clearing; a posted-price
+   market at m = 200 with sizes over six orders of magnitude, and the posted-price market
+   without heterogeneity charge (lam = 0) at m = 50.
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 
@@ -147,6 +148,15 @@ def tie_benchmarks() -> None:
     exact_next_to_greedy("real_narrow_band m=200 sizes=U(1000,1010) K=2.51e+05 cost=1e-5*N "
                          "noise=1e-09",  # together cost a few tol; best sets flip 38 or more
                          (N, cost, np.full(200, 2.51e5), np.zeros((200, 200)), LAM), 1)
+    rng = np.random.default_rng(1)  # heavy-tailed sizes, near ties for large buyers
+    N = np.rint(10 ** rng.uniform(1, 7, 200))
+    D = rng.uniform(0, 1, (200, 200))
+    D = (D + D.T) / 2
+    np.fill_diagonal(D, 0.0)
+    posted = mechanisms.get("posted", price=1e-5, lam=1e-3)
+    t_heavy = best_of(partial(posted.market, N, COST, 1e11, D), 3)
+    print(f"heavy_tailed_posted m=200 sizes=10^U(1,7) price=1e-5 lam=1e-3 K=1e11 "
+          f"seconds={t_heavy:.4f}")
     m = 50
     rng = np.random.default_rng(50)
     N = rng.uniform(200, 400, m)

@@ -26,7 +26,11 @@ Why the answer is exact. g is increasing and concave, so:
       first, bounded by the continuous relaxation of what is left. It settles a typical
       buyer in a few dozen nodes and is tried first unless 16 or more sellers price within
       0.1 % of the relaxation's price per sample (ties, where its bound cannot prune), and
-      gives up after a fixed amount of work.
+      gives up after a fixed amount of work. Before a flip table (3d) of more than 2^21
+      cells it is tried again, with work in proportion to the table's (one step per 4096
+      cells): when sizes span many magnitudes, prices per sample may tie while flip costs
+      do not, and it then settles in a few thousand steps buyers that the tables and the
+      flip search took up to seconds for.
    b. The flip search: states (pool n, flip cost W), each one set of flips decided so far,
       expanded over the sellers sorted by flip cost, several sellers per step. Whatever the
       sellers left add, a state ends with loss at least W plus the least of: L(n) (no more
@@ -69,7 +73,8 @@ Why the answer is exact. g is increasing and concave, so:
       first narrowed by the alternating table when that has at most 2^21 cells and a
       quarter of its cells; one still larger (at most 2^28) waits for the flip search,
       which hands over once it has taken about as long as the table would (and is then
-      narrowed by a larger alternating table). The best pool is looked for next to n0
+      narrowed by a larger alternating table). Larger ones go to the rounded tables of 3i,
+      on whole multiples of the lattice. The best pool is looked for next to n0
       first, and then only where L alone beats that pool's loss. The table adds flip
       costs in whole units of tol / (4 k), rounded up, with k the most flips a set within
       the loss can have (the cheapest growing and shrinking flips that fit in it together,
@@ -152,34 +157,41 @@ Why it is fast on ties. Equal or nearly equal prices per sample (prices proporti
 sizes) make the relaxation's bound nearly attainable by many sets; pruning then needs a
 state within ``tol`` of it, a subset-sum search. A meet-in-the-middle search over the
 cheapest flips (2^20 combinations from two sorted lists of 2^10) supplies a good state
-first. When exact ties keep the search growing, further meet-in-the-middle searches (subsets
-of 12 tied sellers of spread sizes against all pairs of up to 120 others) and a local search
-(the best toggle of up to four sellers) look for a state within ``tol``, after which
-everything is pruned; with lattice sizes the rounded bound is attained exactly. On a
-lattice, exact ties go to the tables of bits (3e) and near ties to the flip table (3d);
-exact ties on integral sizes with a few others go to 3f, and on no lattice to 3g (near ties
-to 3h), and what those leave on no lattice to the rounded tables (3i). The problem contains
-subset sum (with all prices per sample equal, the best set is the one whose total size comes
-closest to the relaxation's pool), so no exact method is fast on every input. The slowest
-known inputs are sizes in a narrow band (all within 10 % of each other) with prices per
-sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer for integer sizes (under a
-second per round at m = 200), and about 2 to 5 ms when a tenth of them are 1.3 times an
-integer (tables on the lattice of 0.1, the integral sizes first on theirs). Sizes of that
-kind on no decimal lattice have no exact table: when n0 lies near the least or the most that
-the best sets' number of sellers can reach, 3h settles a buyer within about 0.1 s (a round
-at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s); otherwise the
-rounded tables of 3i settle most buyers within 0.1 s but some take up to about 3 s (bands
-0.2 % to 1 % wide, best sets of 50 to 115 sellers, where many cheap flips make the rounding
-error of a set large), where the flip search alone took minutes, and a round at m = 200 of
-buyers that all need 3i takes about 4 s. With prices per sample tied to within 1e-9 to 1e-7
-in a band 1 % wide, the local search lets a round at m = 200 with ties to 1e-9 finish in
-about 10 s (each buyer ran on for over 10 s without it), but a round whose every buyer has
-ties to 1e-8 or 1e-7 takes minutes (about 1 to 3 s per buyer, where the tables need
-lattices of a hundredth of a sample). Exact ties on no lattice (3g): each of 1209 buyers
-with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most 0.03 s, and a
-round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone takes up to
-100 s, and over two minutes in some bands 1 % wide). Above 2^15 states the search continues
-depth-first over halves, so memory stays bounded while the answer stays exact.
+first, or else a greedy fill of the gap between R's pool and n0, cheapest per sample first
+(with sizes of many magnitudes, the cheapest flips alone cannot close it). When exact ties
+keep the search growing, further meet-in-the-middle searches (subsets of 12 tied sellers of
+spread sizes against all pairs of up to 120 others) and a local search (the best toggle of
+up to four sellers) look for a state within ``tol``, after which everything is pruned; with
+lattice sizes the rounded bound is attained exactly. On a lattice, exact ties go to the
+tables of bits (3e) and near ties to the flip table (3d); exact ties on integral sizes with
+a few others go to 3f, and on no lattice to 3g (near ties to 3h), and what those leave on no
+lattice to the rounded tables (3i). The problem contains subset sum (with all prices per
+sample equal, the best set is the one whose total size comes closest to the relaxation's
+pool), so no exact method is fast on every input. The slowest known inputs are sizes in a
+narrow band (all within 10 % of each other) with prices per sample tied to within 1e-12 to
+1e-3: about 2 to 4 ms per buyer for integer sizes (under a second per round at m = 200), and
+about 2 to 5 ms when a tenth of them are 1.3 times an integer (tables on the lattice of 0.1,
+the integral sizes first on theirs). Sizes of that kind on no decimal lattice have no exact
+table: when n0 lies near the least or the most that the best sets' number of sellers can
+reach, 3h settles a buyer within about 0.1 s (a round at m = 200 took 0.3 to 2 s, where the
+flip search alone took 50 to 95 s); otherwise the rounded tables of 3i settle most buyers
+within 0.1 s but some take up to about 3 s (bands 0.2 % to 1 % wide, best sets of 50 to 115
+sellers, where many cheap flips make the rounding error of a set large), where the flip
+search alone took minutes, and a round at m = 200 of buyers that all need 3i takes about
+4 s. With prices per sample tied to within 1e-9 to 1e-7 in a band 1 % wide, the local search
+lets a round at m = 200 with ties to 1e-9 finish in about 10 s (each buyer ran on for over
+10 s without it), but a round whose every buyer has ties to 1e-8 or 1e-7 takes minutes
+(about 1 to 3 s per buyer, where the tables need lattices of a hundredth of a sample).
+Integer sizes spread over six orders of magnitude with prices per sample tied to about 1e-3
+(a posted price with a small heterogeneity charge): a round at m = 200 takes about 0.3 s (10
+to 21 s before 3a was tried ahead of large tables); where such buyers import about ten
+models each, a round takes 7 to 18 s and a few buyers over a minute, and sizes of a few
+samples next to ones of 10^7 can keep the flip search running for minutes. Exact ties on no
+lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
+times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
+bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
+wide). Above 2^15 states the search continues depth-first over halves, so memory stays
+bounded while the answer stays exact.
 """
 
 from __future__ import annotations
@@ -195,6 +207,7 @@ import numpy as np
 
 TOL_REL = 1e-11  # the tolerance, relative to the objective's magnitude
 _NODES = 1000  # depth-first work (seller steps in bounds) before the flip search takes over
+_DEPTH_SHARE = 1 / 4096  # depth-first work per cell of a large flip table, tried before it
 _NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
 _HALF = 10  # sellers per side of the first meet-in-the-middle search
 _TIED_LEFT, _PAIRED, _ATTEMPTS = 12, 120, 4  # ties: 12 sellers' subsets against pairs of 120
@@ -440,7 +453,7 @@ class _Core:
         self.n0, self.r, self.root_n0 = n0, r, float(np.sqrt(n0))
         self.in_r = np.zeros(s.size, dtype=bool)
         self.in_r[order[:b]] = True
-        self.size = s
+        self.size, self.price = s, p
         self.move = np.where(self.in_r, -s, s)  # pool change of a flip
         w = np.where(self.in_r, -1.0, 1.0) * (p - r * s)
         self.tol = TOL_REL * float(sqrt_k / np.sqrt(base) + p[self.in_r].sum())
@@ -597,6 +610,26 @@ def _meet_in_middle(core: _Core, left: np.ndarray, right: np.ndarray, rest: np.n
     return float(total[i, k] + core.w[pre_arr].sum()), flips
 
 
+def _greedy_fill(core: _Core, overshoot: bool) -> np.ndarray:
+    """Flips that bring the pool from n_r to about n0, cheapest per sample first: growing
+    flips that fit in the gap left; or (`overshoot`) growing flips until the pool passes
+    n0, then shrinking flips that fit in the excess. With sizes of many magnitudes this
+    lands close to n0 at close to the least cost per sample."""
+    order = np.argsort(core.rho, kind="stable")
+    move = core.move[order]
+    gap, taken = core.n0 - core.n_r, []
+    if overshoot:
+        grow = order[move > 0]
+        passed = int(np.searchsorted(np.cumsum(core.move[grow]), gap)) + 1
+        taken = grow[:passed].tolist()
+        gap -= float(core.move[grow[:passed]].sum())
+    for item, step in zip(order.tolist(), move.tolist(), strict=True):
+        if (step < 0) == overshoot and abs(gap - step) < abs(gap) and (gap - step) * gap >= 0:
+            taken.append(item)
+            gap -= step
+    return np.array(sorted(set(taken)), dtype=np.int64)
+
+
 def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[float, np.ndarray]:
     """Improve a state by toggling up to four of the `candidates` (flip or unflip), the
     best combination of two lists of at most two toggles whose pool changes sum closest to
@@ -706,7 +739,9 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     search's best state is within ``tol`` of both lower bounds. The flip search goes first
     for _ROUNDED_FIRST states, and again, for a share of their cells, after a round of
     tables when that share is at least twice its last run (it may finish first), and
-    without limit once the tables would exceed _ROUNDED_CELLS. When all flips together cost
+    without limit once the tables would exceed _ROUNDED_CELLS. On a size lattice (flip tables
+    too large for 3d), steps are whole multiples of it, and a side left open after a round
+    on the lattice itself goes to the search without limit too. When all flips together cost
     at most _POLISHED_COSTS tol, each new best state is polished before the next round (the
     best toggles of up to four of the _PAIRED cheapest flips and its own, while they
     help)."""
@@ -717,6 +752,7 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     steps = [min(float(sizes.max()) / _ROUNDED_UNITS, float(sizes.min()))] * 2
     slopes, sides = [0.0, 0.0], [0, 1]  # sides open: sizes rounded down (0), up (1)
     redone = [True, True]  # the last round kept the lattice for a new slope
+    lattice_rounds = [0, 0]  # rounds on the sizes' own lattice: a second one is the last
     windows = [(core.base, np.inf)] * 2  # the pools where a better set may lie
     polishing = core.w.sum() <= _POLISHED_COSTS * core.tol  # cheap flips: pools decide
     cheapest, polished = np.argsort(core.w, kind="stable")[:_PAIRED], np.inf
@@ -725,10 +761,15 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
             polished = search.best  # toggles: the cheapest flips and the state's own
             toggles = np.union1d(cheapest, search.best_flips)
             search.offer(*_polish(core, search.best_flips, toggles))
-        rounded = {i: core.rounded(steps[i], (np.floor, np.ceil)[i]) for i in sides}
+        rounded = {i: core.rounded(_coarser(steps[i], core.step), (np.floor, np.ceil)[i])
+                   for i in sides}
         plans = {i: _rounded_plan(rounded[i], search.best + core.tol, windows[i]) for i in sides}
         cells = sum(plan.cells for plan in plans.values())
-        if cells > _ROUNDED_CELLS:
+        finest = [i for i in sides if rounded[i].step == core.step]  # on the sizes' lattice
+        last = [i for i in finest if lattice_rounds[i]]  # (exact but for float rounding)
+        for i in finest:
+            lattice_rounds[i] += 1
+        if cells > _ROUNDED_CELLS or last:
             search.attempt(np.inf)
             return search.best_flips
         gaps = {}
@@ -749,6 +790,12 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     return search.best_flips
 
 
+def _coarser(step: float, lattice: float) -> float:
+    """`step` as a whole multiple of the sizes' `lattice` (0: none), so that the finest
+    tables, on the lattice itself, round nothing."""
+    return lattice * max(math.floor(step / lattice), 1) if lattice else step
+
+
 def _rounded_plan(core: _Core, budget: float, pools: tuple[float, float]) -> _Plan:
     """The plan of the flip table over the sizes rounded to core.step, for sets of loss at
     most `budget` with their pools within `pools`: k flips move the rounded pool by less
@@ -767,7 +814,8 @@ def _rounded_bound(core: _Core, plan: _Plan, slope: float,
     rounded down to core.step, or below it when rounded up; L' at the best such set traced
     (0 if none), the next `slope`; the pools of the cells where the bound beats the best
     state), from their flip table. A set of k <= plan.most flips has its pool x + E in a
-    table cell x, with E the sum of its flips' roundings e, less than k steps, up or down. A
+    table cell x, with E the sum of its flips' roundings e, up or down, at most k times the
+    largest (less than a step, and none on the sizes' own lattice). A
     table whose flips add, besides their costs w, lambda e (lambda of the sign of e, so the
     sums stay >= 0) bounds the set's cost below by its cost in the table less lambda E and
     tol / 4 (see :func:`_cost_units`), and so its loss by that plus the least of
@@ -780,7 +828,8 @@ def _rounded_bound(core: _Core, plan: _Plan, slope: float,
         return settled
     errors = core.move - core.units(np.arange(core.move.size)) * core.step
     table = _filled(core, plan, exact=True, w=core.w + slope * errors)
-    at, x, low, high = _side_cells(core, table, plan.most * core.step, up)
+    widest = float(np.abs(errors[plan.items]).max(initial=0.0))  # 0 on the sizes' lattice
+    at, x, low, high = _side_cells(core, table, plan.most * widest, up)
     if not at.size:
         return settled
     pool = np.clip(_pool_at_slope(core.sqrt_k, core.r - slope), low, high)
@@ -833,14 +882,20 @@ def _table_flips(core: _Core) -> np.ndarray:
     if gain and early:
         plan = _narrowed(core, search, near, plan)
     if plan.cells > _SMALL_CELLS:
+        settled = _depth_first(core.sqrt_k, core.base, core.size, core.price,
+                               int(plan.cells * _DEPTH_SHARE))
+        if settled is not None:
+            return np.flatnonzero(settled != core.in_r)
+        later = gain and not early and near.cells <= _CELLS  # narrowed after the search
+        if plan.cells > _CELLS and not later:  # no table within reach: rounded ones (3i)
+            return _rounded_flips(core, search)
         if search.attempt(min(plan.cells, near.cells) * _SEARCH_SHARE):
             return search.best_flips
-        if gain and not early and near.cells <= _CELLS:
+        if later:
             plan = _narrowed(core, search, near, plan)
     if plan.cells <= _CELLS:
         return _cost_table(core, plan)[1]
-    search.attempt(np.inf)
-    return search.best_flips
+    return _rounded_flips(core, search)
 
 
 def _narrowed(core: _Core, search: _Search, near: _Plan, plan: _Plan) -> _Plan:
@@ -1833,12 +1888,15 @@ class _Search:
 
     def first_state(self) -> None:
         """A good state to start from: the meet-in-the-middle search over the 2 * _HALF
-        cheapest flips."""
+        cheapest flips, or the greedy fills of the gap to n0 when they do better."""
         core, seq = self.core, self.seq
         if seq.size >= 2 * _HALF:
             self.offer(*_meet_in_middle(
                 core, seq[:_HALF], seq[_HALF : 2 * _HALF], seq[2 * _HALF :], pairs=False
             ))
+        for overshoot in (False, True):
+            flips = _greedy_fill(core, overshoot)
+            self.offer(core.flip_loss(flips), flips)
 
     def improve(self) -> None:
         """Look for a better state among the free flips `tied` when the search grows: the

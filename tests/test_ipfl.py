@@ -12,7 +12,7 @@ from market_strategies import random_dissimilarity
 from scipy.optimize import brentq
 
 import mechanisms
-from mechanisms import exact, ipfl
+from mechanisms import exact, ipfl, payments
 
 
 def markets(min_m=2, max_m=8):
@@ -1216,3 +1216,100 @@ def test_proxy_targets_reject_bad_shapes():
             np.zeros((2, 3)),
             0.0,
         )
+
+
+def heavy_tailed_posted_market(seed: int):
+    """200 clients with integer sizes spread over six orders of magnitude, a posted price
+    per sample and a small heterogeneity charge: for a large buyer, prices per sample tie to
+    within about 1e-3, while flip costs span as many magnitudes as the sizes."""
+    rng = np.random.default_rng(seed)
+    N = np.rint(10 ** rng.uniform(1, 7, 200))
+    return N, random_dissimilarity(rng, 200), mechanisms.get("posted", price=1e-5, lam=1e-3)
+
+
+def test_exact_is_fast_with_heavy_tailed_sizes_and_near_ties(monkeypatch):
+    # the flip tables of such buyers span millions of pool changes; they went to the flip
+    # search, and a round took 10 s. Depth-first search ordered by price per sample, tried
+    # before large tables, settles them
+    N, D, posted = heavy_tailed_posted_market(seed=1)
+    settled = []
+    depth_first = exact._depth_first
+    monkeypatch.setattr(exact, "_depth_first", lambda *args: settled.append(
+        args[-1] > exact._NODES) or depth_first(*args))
+    elapsed, (A, _) = cpu_seconds(posted.market, N, 1.0, 1e11, D)
+    assert elapsed < 1.0 and sum(settled) > 20
+    monkeypatch.setattr(exact, "_DEPTH_SHARE", 0.0)  # the tables and the search decide
+    tau = payments.posted_prices(N, D, 1e-3, 1e-5)
+    offered = np.flatnonzero(1e-5 * N >= 1.0)
+    for i in np.flatnonzero(A.sum(axis=1) >= 3)[:4]:
+        sellers = offered[offered != i]
+        mask = A[i, sellers]
+        assert no_better_neighbour(1e11, N[i], N[sellers], tau[i, sellers], mask)
+        other = ipfl.best_import_set(1e11, N[i], N[sellers], tau[i, sellers])
+        assert ipfl.import_value(1e11, N[i], N[sellers], tau[i, sellers], mask) == pytest.approx(
+            ipfl.import_value(1e11, N[i], N[sellers], tau[i, sellers], other), rel=1e-12,
+            abs=1e-11 * np.sqrt(1e11 / N[i]))
+
+
+@pytest.mark.parametrize("path", ["depth_first", "rounded"])
+def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
+    # every flip table on a lattice treated as large: depth-first search decides, or (given
+    # no work, and no table small enough) step 3i's rounded tables, on whole multiples of the
+    # lattice, certify the best set
+    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_SMALL_CELLS", -1)):
+        monkeypatch.setattr(exact, name, value)
+    if path == "depth_first":  # with all the work it needs
+        monkeypatch.setattr(exact, "_DEPTH_SHARE", 1e9)
+    if path == "rounded":  # and no time for the flip search
+        for name, value in (("_DEPTH_SHARE", 0.0), ("_CELLS", -1), ("_ROUNDED_FIRST", 0),
+                            ("_ROUNDED_SHARE", 0.0)):
+            monkeypatch.setattr(exact, name, value)
+    calls = []  # (step, its answer: None when it gave up)
+
+    def recorded(name):
+        step = getattr(exact, name)
+        return lambda *args: calls.append((name, out := step(*args))) or out
+
+    for name in ("_depth_first", "_rounded_flips"):
+        monkeypatch.setattr(exact, name, recorded(name))
+    steps = []
+    monkeypatch.setattr(exact, "_coarser", lambda step, lattice, _f=exact._coarser: (
+        steps.append(_f(step, lattice) / lattice) or _f(step, lattice)))
+    rng = np.random.default_rng(9)
+    for _ in range(120):
+        k = int(rng.integers(4, 13))
+        sizes = np.rint(10 ** rng.uniform(0, rng.choice([2.0, 5.0]), k)) * rng.choice([1.0, 0.5])
+        n_own = float(rng.choice([1.0, 1e3, 1e6]))
+        fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
+        per_sample = 0.5 * np.sqrt(5e5) * fill**-1.5 * (1 + rng.choice([1e-6, 1e-3, 0.3]) *
+                                                         rng.uniform(-1, 1, k))
+        prices = per_sample * sizes
+        chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
+        got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
+        tol = exact.TOL_REL * (np.sqrt(5e5 / n_own) + prices.sum())  # at least the solver's
+        assert got >= all_subset_values(5e5, n_own, sizes, prices).max() - 1.25 * tol
+    decided = [name for name, out in calls if out is not None]
+    if path == "rounded":
+        assert decided.count("_rounded_flips") > 30 and "_depth_first" not in decided
+        assert all(step == np.floor(step) >= 1 for step in steps) and 1.0 in steps
+    else:
+        assert len(decided) == len(calls) > 40  # depth-first decided every large table
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 40), st.booleans())
+def test_greedy_fill_stops_where_no_flip_fits_the_gap(seed, k, overshoot):
+    rng = np.random.default_rng(seed)
+    sizes = np.rint(10 ** rng.uniform(0, 4, k))
+    prices = 1e-3 * sizes * (1 + 0.1 * rng.uniform(-1, 1, k))
+    core = exact._Core(np.sqrt(5e7), 100.0, sizes, prices)
+    flips = exact._greedy_fill(core, overshoot)
+    assert np.unique(flips).size == flips.size
+    gap = core.n0 - core.pool(flips)
+    rest = np.setdiff1d(np.arange(k), flips)
+    grow, shrink = core.move[rest][core.move[rest] > 0], -core.move[rest][core.move[rest] < 0]
+    if not overshoot or core.move[core.move > 0].sum() < core.n0 - core.n_r:
+        assert gap >= 0 and (grow > gap).all()  # short of n0, and no growing flip fits
+        assert not overshoot or shrink.size == rest.size - grow.size
+    else:
+        assert gap <= 0 and (shrink > -gap).all()  # past n0, and no shrinking flip fits
