@@ -1232,10 +1232,16 @@ def test_exact_is_fast_with_heavy_tailed_sizes_and_near_ties(monkeypatch):
     # search, and a round took 10 s. Depth-first search ordered by price per sample, tried
     # before large tables, settles them
     N, D, posted = heavy_tailed_posted_market(seed=1)
-    settled = []
+    settled = []  # per depth-first search before a large table: whether it decided
     depth_first = exact._depth_first
-    monkeypatch.setattr(exact, "_depth_first", lambda *args: settled.append(
-        args[-1] > exact._NODES) or depth_first(*args))
+
+    def recorded(*args):
+        out = depth_first(*args)
+        if args[-1] > exact._NODES:
+            settled.append(out is not None)
+        return out
+
+    monkeypatch.setattr(exact, "_depth_first", recorded)
     elapsed, (A, _) = cpu_seconds(posted.market, N, 1.0, 1e11, D)
     assert elapsed < 1.0 and sum(settled) > 20
     monkeypatch.setattr(exact, "_DEPTH_SHARE", 0.0)  # the tables and the search decide
@@ -1310,6 +1316,5 @@ def test_greedy_fill_stops_where_no_flip_fits_the_gap(seed, k, overshoot):
     grow, shrink = core.move[rest][core.move[rest] > 0], -core.move[rest][core.move[rest] < 0]
     if not overshoot or core.move[core.move > 0].sum() < core.n0 - core.n_r:
         assert gap >= 0 and (grow > gap).all()  # short of n0, and no growing flip fits
-        assert not overshoot or shrink.size == rest.size - grow.size
     else:
         assert gap <= 0 and (shrink > -gap).all()  # past n0, and no shrinking flip fits
