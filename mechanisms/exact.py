@@ -623,11 +623,12 @@ def _greedy_fill(core: _Core, overshoot: bool) -> np.ndarray:
         passed = int(np.searchsorted(np.cumsum(core.move[grow]), gap)) + 1
         taken = grow[:passed].tolist()
         gap -= float(core.move[grow[:passed]].sum())
+    toward = -1.0 if overshoot else 1.0  # the direction that closes the gap left
     for item, step in zip(order.tolist(), move.tolist(), strict=True):
-        if (step < 0) == overshoot and abs(gap - step) < abs(gap) and (gap - step) * gap >= 0:
+        if 0 < toward * step <= toward * gap:
             taken.append(item)
             gap -= step
-    return np.array(sorted(set(taken)), dtype=np.int64)
+    return np.sort(np.array(taken, dtype=np.int64))
 
 
 def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[float, np.ndarray]:
