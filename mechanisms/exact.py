@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is solved in one of nine ways, all exact:
+3. The core is solved in one of ten ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, including
       first, bounded by the continuous relaxation of what is left. It settles a typical
@@ -30,7 +30,8 @@ Why the answer is exact. g is increasing and concave, so:
       cells it is tried again, with work in proportion to the table's (one step per 4096
       cells): when sizes span many magnitudes, prices per sample may tie while flip costs
       do not, and it then settles in a few thousand steps buyers that the tables and the
-      flip search took up to seconds for.
+      flip search took up to seconds for. When they span more than three magnitudes, it
+      takes turns with 3j there.
    b. The flip search: states (pool n, flip cost W), each one set of flips decided so far,
       expanded over the sellers sorted by flip cost, several sellers per step. Whatever the
       sellers left add, a state ends with loss at least W plus the least of: L(n) (no more
@@ -146,6 +147,15 @@ Why the answer is exact. g is increasing and concave, so:
       for, and the tables' sets alone came closer to the best too slowly: each new best
       state is then polished before the next round (the best toggles of up to four of the
       120 cheapest flips and the state's own, while they help).
+   j. Sizes spanning more than three magnitudes (largest over smallest): the depth-first
+      search of 3a with the sellers taken largest first, its bound still the relaxation of
+      the sellers not yet decided. Once the large sellers are decided, the many small ones
+      fill the pool nearly continuously, so the bound nearly attains and prunes (by price
+      per sample, small and large sellers interleave, and each large one is decided again
+      under every choice of the small ones before it). Before a large flip table it takes
+      turns with 3a, both with doubling work up to half of the table's share or of 2^17
+      steps, whichever is more (either may settle a buyer the other takes far longer for);
+      before the rounded tables of 3i it runs alone for up to 2^21 steps.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -183,15 +193,18 @@ lets a round at m = 200 with ties to 1e-9 finish in about 10 s (each buyer ran o
 10 s without it), but a round whose every buyer has ties to 1e-8 or 1e-7 takes minutes
 (about 1 to 3 s per buyer, where the tables need lattices of a hundredth of a sample).
 Integer sizes spread over six orders of magnitude with prices per sample tied to about 1e-3
-(a posted price with a small heterogeneity charge): a round at m = 200 takes about 0.3 s (10
-to 21 s before 3a was tried ahead of large tables); where such buyers import about ten
-models each, a round takes 7 to 18 s and a few buyers over a minute, and sizes of a few
-samples next to ones of 10^7 can keep the flip search running for minutes. Exact ties on no
-lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
-times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
-bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
-wide). Above 2^15 states the search continues depth-first over halves, so memory stays
-bounded while the answer stays exact.
+(a posted price with a small heterogeneity charge): a round at m = 200 takes about 0.2 s
+when only models of 10^5 samples or more are offered (10 to 21 s before 3a was tried ahead
+of large tables). With every model offered, sizes from 1 or 10 samples up to 10^7, buyers
+import 11 to 29 models on average and a round takes 5 to 44 s, no buyer over a second;
+before 3j such rounds took 56 s to over 150 s, some buyers over 4 s. A buyer of 10^4
+samples among 199 sellers of 1 to 10^8 samples, prices per sample tied to 1e-6 to 1e-2,
+takes at most about 0.5 s (over 20 s for some before 3j). Exact ties on no lattice (3g):
+each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took
+at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip
+search alone takes up to 100 s, and over two minutes in some bands 1 % wide). Above 2^15
+states the search continues depth-first over halves, so memory stays bounded while the
+answer stays exact.
 """
 
 from __future__ import annotations
@@ -208,6 +221,9 @@ import numpy as np
 TOL_REL = 1e-11  # the tolerance, relative to the objective's magnitude
 _NODES = 1000  # depth-first work (seller steps in bounds) before the flip search takes over
 _DEPTH_SHARE = 1 / 4096  # depth-first work per cell of a large flip table, tried before it
+_WIDE = 1e3  # sizes spanning this much (largest over smallest) are also taken largest first
+_WIDE_NODES = 1 << 17  # least depth-first work before a large flip table, then, both orders
+_WIDE_LATE = 1 << 21  # depth-first work, largest first, before the rounded tables (3i)
 _NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
 _HALF = 10  # sellers per side of the first meet-in-the-middle search
 _TIED_LEFT, _PAIRED, _ATTEMPTS = 12, 120, 4  # ties: 12 sellers' subsets against pairs of 120
@@ -337,6 +353,12 @@ def _near_ties(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray
     return int(np.count_nonzero(np.abs(q - r) <= _NEAR * r))
 
 
+def _wide(sizes: np.ndarray) -> bool:
+    """Whether the sizes span more than _WIDE (largest over smallest), where deciding the
+    largest sellers first settles most buyers (3j)."""
+    return bool(sizes.max() > _WIDE * sizes.min())
+
+
 def _relaxation(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray):
     """The continuous relaxation's filling order: (prices per sample q, the sellers by
     ascending q, the pool after each of them, how many it takes fully). g' decreases and q
@@ -348,24 +370,29 @@ def _relaxation(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarra
 
 
 def _depth_first(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray,
-                 budget: int) -> np.ndarray | None:
-    """Step 3a of the module docstring: depth-first branch-and-bound over the core sellers
-    sorted by price per sample, including first, bounded by the continuous relaxation of what
-    is left (filling by price per sample until the slope of g falls below it). A node is
-    dropped when its bound cannot beat the best set found by more than ``tol``. Returns the
-    best set, or None when the bounds would take more than `budget` seller steps (then the
-    flip search decides)."""
-    order = np.argsort(prices / sizes, kind="stable")
+                 budget: int, largest_first: bool = False) -> np.ndarray | None:
+    """Steps 3a and 3j of the module docstring: depth-first branch-and-bound over the core
+    sellers sorted by price per sample (3a) or by size, largest first (3j), including first,
+    bounded by the continuous relaxation of the sellers not yet decided (filling by price per
+    sample until the slope of g falls below it). A node is dropped when its bound cannot beat
+    the best set found by more than ``tol``. Returns the best set, or None when the bounds
+    would take more than `budget` seller steps."""
+    q_all = prices / sizes
+    order = np.argsort(-sizes if largest_first else q_all, kind="stable")
     s = sizes[order].tolist()
     p = prices[order].tolist()
-    q = (prices[order] / sizes[order]).tolist()
+    q = q_all[order].tolist()
     n_items = len(s)
+    by_q = np.argsort(q_all[order], kind="stable")  # depths of the sellers by price per sample
+    undecided: dict[int, list[int]] = {}  # depth -> the depths from it on, by price per sample
     half_k = 0.5 * sqrt_k
 
     work = [0]
 
     def relaxation(k: int, n: float, spent: float) -> tuple[float, float]:
-        for idx in range(k, n_items):
+        if k not in undecided:
+            undecided[k] = by_q[by_q >= k].tolist()
+        for idx in undecided[k]:
             work[0] += 1
             end = n + s[idx]
             if half_k * end**-1.5 >= q[idx]:
@@ -746,6 +773,10 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     at most _POLISHED_COSTS tol, each new best state is polished before the next round (the
     best toggles of up to four of the _PAIRED cheapest flips and its own, while they
     help)."""
+    if _wide(core.size):
+        settled = _depth_first(core.sqrt_k, core.base, core.size, core.price, _WIDE_LATE, True)
+        if settled is not None:
+            return np.flatnonzero(settled != core.in_r)
     work = _ROUNDED_FIRST
     if search.attempt(work):
         return search.best_flips
@@ -885,8 +916,7 @@ def _table_flips(core: _Core) -> np.ndarray:
     if gain and early:
         plan = _narrowed(core, search, near, plan)
     if plan.cells > _SMALL_CELLS:
-        settled = _depth_first(core.sqrt_k, core.base, core.size, core.price,
-                               int(plan.cells * _DEPTH_SHARE))
+        settled = _depth_first_in_turn(core, int(plan.cells * _DEPTH_SHARE))
         if settled is not None:
             return np.flatnonzero(settled != core.in_r)
         later = gain and not early and near.cells <= _CELLS  # narrowed after the search
@@ -899,6 +929,26 @@ def _table_flips(core: _Core) -> np.ndarray:
     if plan.cells <= _CELLS:
         return _cost_table(core, plan)[1]
     return _rounded_flips(core, search)
+
+
+def _depth_first_in_turn(core: _Core, budget: int) -> np.ndarray | None:
+    """Depth-first search before a large flip table: by price per sample (3a) with `budget`
+    work or, for sizes spanning more than _WIDE, by price per sample and by size (3j) in
+    turn, with doubling work up to half of `budget` or of _WIDE_NODES, whichever is more:
+    either may settle a buyer that the other takes far longer for. None when none settles."""
+    args = (core.sqrt_k, core.base, core.size, core.price)
+    if not _wide(core.size):
+        return _depth_first(*args, budget)
+    most = max(budget, _WIDE_NODES) // 2
+    work = min(max(_NODES, 1), most)
+    while True:
+        for largest_first in (False, True):
+            settled = _depth_first(*args, work, largest_first)
+            if settled is not None:
+                return settled
+        if work == most:
+            return None
+        work = min(2 * work, most)
 
 
 def _narrowed(core: _Core, search: _Search, near: _Plan, plan: _Plan) -> _Plan:

@@ -1237,7 +1237,7 @@ def test_exact_is_fast_with_heavy_tailed_sizes_and_near_ties(monkeypatch):
 
     def recorded(*args):
         out = depth_first(*args)
-        if args[-1] > exact._NODES:
+        if args[4] > exact._NODES:  # the work it was given
             settled.append(out is not None)
         return out
 
@@ -1257,6 +1257,56 @@ def test_exact_is_fast_with_heavy_tailed_sizes_and_near_ties(monkeypatch):
             abs=1e-11 * np.sqrt(1e11 / N[i]))
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.booleans())
+def test_depth_first_search_in_either_order_equals_brute_force(seed, k, largest_first):
+    # sizes over eleven magnitudes, prices per sample tied to within 1e-9 to 30 %
+    rng = np.random.default_rng(seed)
+    sizes = 10 ** rng.uniform(-3, 8, k)
+    n_own, K = float(10 ** rng.uniform(0, 4)), float(10 ** rng.uniform(0, 12))
+    fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
+    noise = rng.choice([1e-9, 1e-6, 1e-3, 0.3]) * rng.uniform(-1, 1, k)
+    prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise)
+    chosen = exact._depth_first(np.sqrt(K), n_own, sizes, prices, 1 << 40, largest_first)
+    got = ipfl.import_value(K, n_own, sizes, prices, chosen)
+    tol = exact.TOL_REL * (np.sqrt(K / n_own) + prices.sum())  # at least the solver's
+    assert got >= all_subset_values(K, n_own, sizes, prices).max() - 1.25 * tol
+
+
+def sizes_over_eight_magnitudes(seed: int):
+    """A buyer of 10^4 samples facing 199 sellers of 1 to 10^8 samples, prices per sample
+    tied to within 1e-6 to 1e-2 at the slope of g where the pool has grown by 1 % to 20 %
+    of all that is offered: (K, n_own, sizes, prices)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.rint(10 ** rng.uniform(0, 8, 199))
+    n_own, K = 1e4, 1e12
+    fill = n_own + rng.uniform(0.01, 0.2) * sizes.sum()
+    noise = 10 ** rng.uniform(-6, -2) * rng.uniform(-1, 1, 199)
+    return K, n_own, sizes, 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise)
+
+
+def test_exact_is_fast_with_sizes_over_eight_magnitudes(monkeypatch):
+    # flip costs span as many magnitudes as the sizes: the flip search and the rounded
+    # tables ran on for over 20 s for each of these buyers. Depth-first search taking the
+    # largest sellers first (3j) settles them: the small ones fill the pool nearly
+    # continuously, so the relaxation's bound nearly attains once the large ones are decided
+    orders = []  # per depth-first search that decided: whether it took the largest first
+    depth_first = exact._depth_first
+
+    def recorded(*args):
+        out = depth_first(*args)
+        if out is not None:
+            orders.append(args[5] if len(args) > 5 else False)
+        return out
+
+    monkeypatch.setattr(exact, "_depth_first", recorded)
+    buyers = [sizes_over_eight_magnitudes(seed) for seed in (0, 1, 4, 5)]
+    elapsed, chosen = cpu_seconds(lambda: [ipfl.best_import_set(*b) for b in buyers])
+    assert elapsed < 1.0 and sum(orders) >= len(buyers)
+    for (K, n_own, sizes, prices), mask in zip(buyers, chosen, strict=True):
+        assert mask.sum() >= 4 and no_better_neighbour(K, n_own, sizes, prices, mask)
+
+
 @pytest.mark.parametrize("path", ["depth_first", "rounded"])
 def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
     # every flip table on a lattice treated as large: depth-first search decides, or (given
@@ -1267,8 +1317,8 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
     if path == "depth_first":  # with all the work it needs
         monkeypatch.setattr(exact, "_DEPTH_SHARE", 1e9)
     if path == "rounded":  # and no time for the flip search
-        for name, value in (("_DEPTH_SHARE", 0.0), ("_CELLS", -1), ("_ROUNDED_FIRST", 0),
-                            ("_ROUNDED_SHARE", 0.0)):
+        for name, value in (("_DEPTH_SHARE", 0.0), ("_WIDE", np.inf), ("_CELLS", -1),
+                            ("_ROUNDED_FIRST", 0), ("_ROUNDED_SHARE", 0.0)):
             monkeypatch.setattr(exact, name, value)
     calls = []  # (step, its answer: None when it gave up)
 
@@ -1276,7 +1326,7 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
         step = getattr(exact, name)
         return lambda *args: calls.append((name, out := step(*args))) or out
 
-    for name in ("_depth_first", "_rounded_flips"):
+    for name in ("_depth_first_in_turn", "_rounded_flips"):
         monkeypatch.setattr(exact, name, recorded(name))
     steps = []
     monkeypatch.setattr(exact, "_coarser", lambda step, lattice, _f=exact._coarser: (
@@ -1296,7 +1346,7 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
         assert got >= all_subset_values(5e5, n_own, sizes, prices).max() - 1.25 * tol
     decided = [name for name, out in calls if out is not None]
     if path == "rounded":
-        assert decided.count("_rounded_flips") > 30 and "_depth_first" not in decided
+        assert decided.count("_rounded_flips") > 30 and "_depth_first_in_turn" not in decided
         assert all(step == np.floor(step) >= 1 for step in steps) and 1.0 in steps
     else:
         assert len(decided) == len(calls) > 40  # depth-first decided every large table
