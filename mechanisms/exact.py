@@ -153,9 +153,10 @@ Why the answer is exact. g is increasing and concave, so:
       fill the pool nearly continuously, so the bound nearly attains and prunes (by price
       per sample, small and large sellers interleave, and each large one is decided again
       under every choice of the small ones before it). Before a large flip table it takes
-      turns with 3a, both with doubling work up to half of the table's share or of 2^17
-      steps, whichever is more (either may settle a buyer the other takes far longer for);
-      before the rounded tables of 3i it runs alone for up to 2^21 steps.
+      turns with 3a, whose work doubles up to half of the table's share or 2^16 steps,
+      whichever is more, while 3j gets 16 times as much each turn (either may settle a
+      buyer that the other takes far longer for; 3j settled more of them in the markets
+      measured); before the rounded tables of 3i it runs alone for up to 2^21 steps.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -196,15 +197,15 @@ Integer sizes spread over six orders of magnitude with prices per sample tied to
 (a posted price with a small heterogeneity charge): a round at m = 200 takes about 0.2 s
 when only models of 10^5 samples or more are offered (10 to 21 s before 3a was tried ahead
 of large tables). With every model offered, sizes from 1 or 10 samples up to 10^7, buyers
-import 11 to 29 models on average and a round takes 5 to 44 s, no buyer over a second;
-before 3j such rounds took 56 s to over 150 s, some buyers over 4 s. A buyer of 10^4
-samples among 199 sellers of 1 to 10^8 samples, prices per sample tied to 1e-6 to 1e-2,
-takes at most about 0.5 s (over 20 s for some before 3j). Exact ties on no lattice (3g):
-each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took
-at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip
-search alone takes up to 100 s, and over two minutes in some bands 1 % wide). Above 2^15
-states the search continues depth-first over halves, so memory stays bounded while the
-answer stays exact.
+import 11 to 28 models on average and a round takes 2 to 46 s, no buyer over 1.3 s; before
+3j such rounds took 56 s to over 150 s, some buyers over 4 s. A buyer of 10^4 samples among
+199 sellers of 1 to 10^8 samples, prices per sample tied to 1e-6 to 1e-2, takes at most
+about 0.3 s (over 20 s for some before 3j). Exact ties on no lattice (3g): each of 1209
+buyers with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most
+0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone
+takes up to 100 s, and over two minutes in some bands 1 % wide). Above 2^15 states the
+search continues depth-first over halves, so memory stays bounded while the answer stays
+exact.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ TOL_REL = 1e-11  # the tolerance, relative to the objective's magnitude
 _NODES = 1000  # depth-first work (seller steps in bounds) before the flip search takes over
 _DEPTH_SHARE = 1 / 4096  # depth-first work per cell of a large flip table, tried before it
 _WIDE = 1e3  # sizes spanning this much (largest over smallest) are also taken largest first
-_WIDE_NODES = 1 << 17  # such sizes: least depth-first work before a large table, both orders
+_WIDE_NODES = 1 << 16  # such sizes, before a large table: depth-first work by price per
+_LARGEST_SHARE = 16  # sample up to at least this; largest first, this many times as much
 _WIDE_LATE = 1 << 21  # depth-first work, largest first, before the rounded tables (3i)
 _NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
 _HALF = 10  # sellers per side of the first meet-in-the-middle search
@@ -934,16 +936,17 @@ def _table_flips(core: _Core) -> np.ndarray:
 def _depth_first_in_turn(core: _Core, budget: int) -> np.ndarray | None:
     """Depth-first search before a large flip table: by price per sample (3a) with `budget`
     work or, for sizes spanning more than _WIDE, by price per sample and by size (3j) in
-    turn, with doubling work up to half of `budget` or of _WIDE_NODES, whichever is more:
-    either may settle a buyer that the other takes far longer for. None when none settles."""
+    turn, the first with doubling work up to half of `budget` or _WIDE_NODES, whichever is
+    more, the second with _LARGEST_SHARE times as much: either may settle a buyer that
+    the other takes far longer for. None when none settles."""
     args = (core.sqrt_k, core.base, core.size, core.price)
     if not _wide(core.size):
         return _depth_first(*args, budget)
-    most = max(budget, _WIDE_NODES) // 2
+    most = max(budget // 2, _WIDE_NODES)
     work = min(max(_NODES, 1), most)
     while True:
-        for largest_first in (False, True):
-            settled = _depth_first(*args, work, largest_first)
+        for largest_first, share in ((False, 1), (True, _LARGEST_SHARE)):
+            settled = _depth_first(*args, share * work, largest_first)
             if settled is not None:
                 return settled
         if work == most:
