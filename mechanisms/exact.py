@@ -898,13 +898,13 @@ def _side_cells(core: _Core, table: _Table, most: float, up: bool) -> tuple[np.n
 
 def _table_flips(core: _Core) -> np.ndarray:
     """Step 3d of the module docstring. A small table of alternating flips supplies the
-    first state (else the meet-in-the-middle search does), and a small flip table decides
-    at once. A larger one is narrowed by the best state's loss of the table of alternating
+    first state (else the meet-in-the-middle search does), and a small flip table decides at
+    once. A larger one is narrowed by the best state's loss of the table of alternating
     flips when that has a fraction of its cells; one still large goes to the depth-first
-    search (3a) with a share of its work, then waits for the flip search, which hands over
-    once it has taken about as long as the table would; one beyond _CELLS goes to the
-    rounded tables (3i). The table of alternating flips goes before the search when it is
-    small, else after it."""
+    search (3a, in turn with 3j for sizes over many magnitudes) with a share of its work,
+    then waits for the flip search, which hands over once it has taken about as long as the
+    table would; one beyond _CELLS goes to the rounded tables (3i). The table of alternating
+    flips goes before the search when it is small, else after it."""
     search = _Search(core)
     near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
     narrowed = near.cells <= _NEAR_CELLS
