@@ -22,16 +22,16 @@ Why the answer is exact. g is increasing and concave, so:
    R) with W their total cost w, every term non-negative.
 3. The core is solved in one of ten ways, all exact:
 
-   a. Depth-first branch-and-bound over the sellers sorted by price per sample, including
-      first, bounded by the continuous relaxation of what is left. It settles a typical
-      buyer in a few dozen nodes and is tried first unless 16 or more sellers price within
+   a. Depth-first branch-and-bound over the sellers sorted by price per sample, bounded by
+      the continuous relaxation of the sellers not yet decided; of a node's two children
+      (the next seller in or out), the one with the higher bound goes first. The
+      relaxation takes whole sellers by price per sample while g' stays above that price:
+      along that order, the sizes summed less the pool where g' falls to each price
+      increase, so those sellers are a prefix found by bisection, and a node costs a few
+      operations however many sellers are left. It settles a typical buyer in a few dozen
+      nodes and is tried first (after 3c and 3j) unless 16 or more sellers price within
       0.1 % of the relaxation's price per sample (ties, where its bound cannot prune), and
-      gives up after a fixed amount of work. Before a flip table (3d) of more than 2^21
-      cells it is tried again, with work in proportion to the table's (one step per 4096
-      cells): when sizes span many magnitudes, prices per sample may tie while flip costs
-      do not, and it then settles in a few thousand steps buyers that the tables and the
-      flip search took up to seconds for. When they span more than three magnitudes, it
-      takes turns with 3j there.
+      gives up after 256 nodes.
    b. The flip search: states (pool n, flip cost W), each one set of flips decided so far,
       expanded over the sellers sorted by flip cost, several sellers per step. Whatever the
       sellers left add, a state ends with loss at least W plus the least of: L(n) (no more
@@ -147,16 +147,19 @@ Why the answer is exact. g is increasing and concave, so:
       for, and the tables' sets alone came closer to the best too slowly: each new best
       state is then polished before the next round (the best toggles of up to four of the
       120 cheapest flips and the state's own, while they help).
-   j. Sizes spanning more than three magnitudes (largest over smallest): the depth-first
-      search of 3a with the sellers taken largest first, its bound still the relaxation of
-      the sellers not yet decided. Once the large sellers are decided, the many small ones
-      fill the pool nearly continuously, so the bound nearly attains and prunes (by price
-      per sample, small and large sellers interleave, and each large one is decided again
-      under every choice of the small ones before it). Before a large flip table it takes
-      turns with 3a, whose work doubles up to half of the table's share or 2^16 steps,
-      whichever is more, while 3j gets 16 times as much each turn (either may settle a
-      buyer that the other takes far longer for; 3j settled more of them in the markets
-      measured); before the rounded tables of 3i it runs alone for up to 2^21 steps.
+   j. The depth-first search of 3a with the sellers taken largest first, its bound still
+      the relaxation of the sellers not yet decided: for up to 4096 nodes after 3c when
+      sizes span more than three magnitudes (largest over smallest), and before a flip
+      table (3d) of more than 2^21 cells, with work in proportion to the table's (one node
+      per 16384 cells). Once the large sellers are decided, the many small ones fill the
+      pool nearly continuously, so the bound nearly attains and prunes (by price per
+      sample, small and large sellers interleave, and each large one is decided again
+      under every choice of the small ones before it). When sizes span many magnitudes,
+      prices per sample may tie while flip costs do not, and it then settles in a few
+      hundred nodes buyers that the tables and the flip search took seconds for. Taking the
+      child with the higher bound first matters most here: it finds the best set early,
+      and given that set's value the search proves it in a few hundred nodes; taking the
+      seller in first needed about a hundred times as many nodes in the markets measured.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -193,14 +196,17 @@ search alone took minutes, and a round at m = 200 of buyers that all need 3i tak
 lets a round at m = 200 with ties to 1e-9 finish in about 10 s (each buyer ran on for over
 10 s without it), but a round whose every buyer has ties to 1e-8 or 1e-7 takes minutes
 (about 1 to 3 s per buyer, where the tables need lattices of a hundredth of a sample).
-Integer sizes spread over six orders of magnitude with prices per sample tied to about 1e-3
-(a posted price with a small heterogeneity charge): a round at m = 200 takes about 0.2 s
-when only models of 10^5 samples or more are offered (10 to 21 s before 3a was tried ahead
-of large tables). With every model offered, sizes from 1 or 10 samples up to 10^7, buyers
-import 11 to 28 models on average and a round takes 2 to 46 s, no buyer over 1.3 s; before
-3j such rounds took 56 s to over 150 s, some buyers over 4 s. A buyer of 10^4 samples among
-199 sellers of 1 to 10^8 samples, prices per sample tied to 1e-6 to 1e-2, takes at most
-about 0.3 s (over 20 s for some before 3j). Exact ties on no lattice (3g): each of 1209
+Integer sizes spread over four to eight orders of magnitude with prices per sample tied to
+about 1e-3 (a posted price with a small heterogeneity charge, every model offered, 8 to 200
+imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer over 0.02 s
+(before the child with the higher bound went first, such rounds took 2 to 46 s, and over
+150 s before 3j); about 0.1 to 0.2 s when only models of 10^5 samples or more are offered.
+A buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample tied to
+1e-6 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two
+narrow bands three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to
+1e-6 or 1e-4 are harder (the search largest first does not settle them, the tables do):
+0.004 to 0.7 s per buyer, where the depth-first searches before the tables used to add up
+to 2 s. Exact ties on no lattice (3g): each of 1209
 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most
 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone
 takes up to 100 s, and over two minutes in some bands 1 % wide). Above 2^15 states the
@@ -210,6 +216,7 @@ exact.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import functools
 import math
@@ -220,12 +227,11 @@ from typing import NamedTuple
 import numpy as np
 
 TOL_REL = 1e-11  # the tolerance, relative to the objective's magnitude
-_NODES = 1000  # depth-first work (seller steps in bounds) before the flip search takes over
-_DEPTH_SHARE = 1 / 4096  # depth-first work per cell of a large flip table, tried before it
-_WIDE = 1e3  # sizes spanning this much (largest over smallest) are also taken largest first
-_WIDE_NODES = 1 << 16  # such sizes, before a large table: depth-first work by price per
-_LARGEST_SHARE = 16  # sample up to at least this; largest first, this many times as much
-_WIDE_LATE = 1 << 21  # depth-first work, largest first, before the rounded tables (3i)
+_NODES = 256  # depth-first work (nodes expanded) before the flip search takes over
+_DEPTH_SHARE = 1 / 16384  # depth-first work (largest first) per cell of a large flip table
+_WIDE = 1e3  # sizes spanning this much (largest over smallest) are taken largest first at once
+_WIDE_FIRST = 1 << 12  # such sizes: depth-first work, largest first, before anything else
+_BLOCK = 16  # depths whose rows of the depth-first relaxation are built at once
 _NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
 _HALF = 10  # sellers per side of the first meet-in-the-middle search
 _TIED_LEFT, _PAIRED, _ATTEMPTS = 12, 120, 4  # ties: 12 sellers' subsets against pairs of 120
@@ -301,6 +307,8 @@ def best_set(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.ndarray)
     if core.size:
         s, p = sizes[core], prices[core]
         picked = _few_sizes(sqrt_k, float(base), s, p)
+        if picked is None and _wide(s):
+            picked = _depth_first(sqrt_k, float(base), s, p, _WIDE_FIRST, True)
         if picked is None and _near_ties(sqrt_k, float(base), s, p) < _TIES:
             picked = _depth_first(sqrt_k, float(base), s, p, _NODES)
         if picked is None:
@@ -371,57 +379,107 @@ def _relaxation(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarra
     return q, order, pool, int(np.count_nonzero(_slope(sqrt_k, pool) >= q[order]))
 
 
+class _Relaxation:
+    """The continuous relaxation of the sellers not yet decided, at every depth of a
+    depth-first search over the sellers in a given order (their sizes and prices in that
+    order): at depth k, those from k on. Over the sellers by ascending price per sample q
+    (those decided counting with size and price 0), `summed` and `paid` sum their sizes and
+    prices, and `reach` is `summed` less the pool where g' falls to q (for a decided one,
+    the reach of the one before it). Rows are built for _BLOCK depths at once."""
+
+    def __init__(self, sqrt_k: float, sizes: np.ndarray, prices: np.ndarray):
+        q = prices / sizes
+        self.depth = np.argsort(q, kind="stable")  # rank by q -> depth
+        self.rank = np.argsort(self.depth).tolist()  # depth -> rank by q
+        self.sqrt_k = sqrt_k
+        self.size, self.price = sizes[self.depth], prices[self.depth]
+        self.ratio = q[self.depth].tolist()
+        self.at_slope = _pool_at_slope(sqrt_k, q[self.depth])
+        self.pools = self.at_slope.tolist()
+        self.blocks: dict[int, tuple[np.ndarray, ...]] = {}  # k // _BLOCK -> summed, paid, reach
+        self.reaches: dict[int, list[float]] = {}  # depth -> its row of reach
+
+    def _reach(self, k: int, width: int) -> list[float]:
+        """The first `width` entries of depth k's row of reach, building that much of the
+        rows of its block of depths first."""
+        block = k // _BLOCK
+        if block not in self.blocks or self.blocks[block][0].shape[1] < width:
+            depths = np.arange(block * _BLOCK, min(block * _BLOCK + _BLOCK, self.size.size + 1))
+            left = self.depth[:width] >= depths[:, None]
+            summed = np.cumsum(np.where(left, self.size[:width], 0.0), axis=1)
+            paid = np.cumsum(np.where(left, self.price[:width], 0.0), axis=1)
+            reach = np.where(left, summed - self.at_slope[:width], -np.inf)
+            self.blocks[block] = summed, paid, np.maximum.accumulate(reach, axis=1)
+        self.reaches[k] = self.blocks[block][2][k % _BLOCK, :width].tolist()
+        return self.reaches[k]
+
+    def fill(self, k: int, n: float, spent: float) -> tuple[float, float, int]:
+        """The pool and the spend of the relaxation at depth k from pool n after spending
+        `spent`, and the rank by q of the seller it stops at (the number of sellers when it
+        takes all), in closed form. It takes the sellers not yet decided by ascending q,
+        each fully while n plus the sizes up to it stays within the pool where g' falls to
+        its q, i.e. while its reach is at most -n; reach increases along the order, so those
+        sellers are a prefix, found by bisection (in the first _BLOCK entries of the row, and
+        in the whole row when it takes them all). The next one is taken in part, up to its
+        pool."""
+        reach = self.reaches.get(k) or self._reach(k, _BLOCK)
+        taken = bisect.bisect_right(reach, -n)
+        if taken == len(reach) < len(self.pools):
+            taken = bisect.bisect_right(self._reach(k, len(self.pools)), -n)
+        if taken:
+            summed, paid, _ = self.blocks[k // _BLOCK]
+            row = k % _BLOCK
+            n, spent = n + summed.item(row, taken - 1), spent + paid.item(row, taken - 1)
+        if taken < len(self.pools) and self.pools[taken] > n:
+            spent += self.ratio[taken] * (self.pools[taken] - n)
+            n = self.pools[taken]
+        return n, spent, taken
+
+    def bound(self, k: int, n: float, spent: float) -> tuple[float, int]:
+        """The relaxation's value at depth k, pool n, after spending `spent`, and the rank
+        it stops at."""
+        top, cost, stop = self.fill(k, n, spent)
+        return -self.sqrt_k / top**0.5 - cost, stop
+
+
 def _depth_first(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray,
                  budget: int, largest_first: bool = False) -> np.ndarray | None:
     """Steps 3a and 3j of the module docstring: depth-first branch-and-bound over the core
-    sellers sorted by price per sample (3a) or by size, largest first (3j), including first,
-    bounded by the continuous relaxation of the sellers not yet decided (filling by price per
-    sample until the slope of g falls below it). A node is dropped when its bound cannot beat
-    the best set found by more than ``tol``. Returns the best set, or None when the bounds
-    would take more than `budget` seller steps."""
-    q_all = prices / sizes
-    order = np.argsort(-sizes if largest_first else q_all, kind="stable")
-    s = sizes[order].tolist()
-    p = prices[order].tolist()
-    q = q_all[order].tolist()
-    n_items = len(s)
-    by_q = np.argsort(q_all[order], kind="stable")  # depths of the sellers by price per sample
-    undecided: dict[int, list[int]] = {}  # depth -> the depths from it on, by price per sample
-    half_k = 0.5 * sqrt_k
-
-    work = [0]
-
-    def relaxation(k: int, n: float, spent: float) -> tuple[float, float]:
-        if k not in undecided:
-            undecided[k] = by_q[by_q >= k].tolist()
-        for idx in undecided[k]:
-            work[0] += 1
-            end = n + s[idx]
-            if half_k * end**-1.5 >= q[idx]:
-                n, spent = end, spent + p[idx]
-                continue
-            n_star = (half_k / q[idx]) ** (2.0 / 3.0)
-            if n_star > n:
-                spent += q[idx] * (n_star - n)
-                n = n_star
-            break
-        return -sqrt_k / n**0.5 - spent, spent
-
-    tol = TOL_REL * (sqrt_k / base**0.5 + relaxation(0, base, 0.0)[1])
-    best_val, best_bits = -sqrt_k / base**0.5, 0
-    stack = [(0, base, 0.0, 0)]
+    sellers sorted by price per sample (3a) or by size, largest first (3j), bounded by the
+    continuous relaxation of the sellers not yet decided; of a node's two children (the next
+    seller in or out), the one with the higher bound goes first. A child whose seller the
+    parent's relaxation took fully (in), or did not take (out), has the parent's relaxation.
+    A node is dropped when its bound cannot beat the best set found by more than ``tol``.
+    Returns the best set, or None when that would take more than `budget` nodes."""
+    sqrt_k, base = float(sqrt_k), float(base)
+    order = np.argsort(-sizes if largest_first else prices / sizes, kind="stable")
+    relaxation = _Relaxation(sqrt_k, sizes[order], prices[order])
+    bound, rank = relaxation.bound, relaxation.rank
+    s, p = sizes[order].tolist(), prices[order].tolist()
+    top, spent, stop = relaxation.fill(0, base, 0.0)
+    tol = TOL_REL * (sqrt_k / base**0.5 + spent)
+    # (bound, the rank its relaxation stops at, depth, pool, spent, the taken sellers' bits)
+    stack = [(-sqrt_k / top**0.5 - spent, stop, 0, base, 0.0, 0)]
+    n_items, best, best_bits, nodes = len(s), -sqrt_k / base**0.5, 0, 0
     while stack:
-        if work[0] > budget:
-            return None
-        k, n, spent, bits = stack.pop()
-        val = -sqrt_k / n**0.5 - spent
-        if val > best_val:
-            best_val, best_bits = val, bits
-        if k == n_items or relaxation(k, n, spent)[0] <= best_val + tol:
+        high, stop, k, n, spent, bits = stack.pop()
+        if high <= best + tol:
             continue
-        stack.append((k + 1, n, spent, bits))
+        nodes += 1
+        if nodes > budget:
+            return None
+        val = -sqrt_k / n**0.5 - spent
+        if val > best:
+            best, best_bits = val, bits
+        if k == n_items:
+            continue
+        out = (high, stop) if rank[k] > stop else bound(k + 1, n, spent)
+        children = [(*out, k + 1, n, spent, bits)]
         if sqrt_k / n**0.5 - sqrt_k / (n + s[k]) ** 0.5 > p[k]:
-            stack.append((k + 1, n + s[k], spent + p[k], bits | (1 << k)))
+            into = (high, stop) if rank[k] < stop else bound(k + 1, n + s[k], spent + p[k])
+            children.insert(into[0] >= out[0], (*into, k + 1, n + s[k], spent + p[k],
+                                                bits | (1 << k)))
+        stack.extend(child for child in children if child[0] > best + tol)
     picked = np.array([(best_bits >> k) & 1 for k in range(n_items)], dtype=bool)
     result = np.zeros(n_items, dtype=bool)
     result[order[picked]] = True
@@ -775,10 +833,6 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     at most _POLISHED_COSTS tol, each new best state is polished before the next round (the
     best toggles of up to four of the _PAIRED cheapest flips and its own, while they
     help)."""
-    if _wide(core.size):
-        settled = _depth_first(core.sqrt_k, core.base, core.size, core.price, _WIDE_LATE, True)
-        if settled is not None:
-            return np.flatnonzero(settled != core.in_r)
     work = _ROUNDED_FIRST
     if search.attempt(work):
         return search.best_flips
@@ -901,10 +955,10 @@ def _table_flips(core: _Core) -> np.ndarray:
     first state (else the meet-in-the-middle search does), and a small flip table decides at
     once. A larger one is narrowed by the best state's loss of the table of alternating
     flips when that has a fraction of its cells; one still large goes to the depth-first
-    search (3a, in turn with 3j for sizes over many magnitudes) with a share of its work,
-    then waits for the flip search, which hands over once it has taken about as long as the
-    table would; one beyond _CELLS goes to the rounded tables (3i). The table of alternating
-    flips goes before the search when it is small, else after it."""
+    search (3j) with a share of its work, then waits for the flip search, which hands over
+    once it has taken about as long as the table would; one beyond _CELLS goes to the
+    rounded tables (3i). The table of alternating flips goes before the search when it is
+    small, else after it."""
     search = _Search(core)
     near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
     narrowed = near.cells <= _NEAR_CELLS
@@ -918,9 +972,9 @@ def _table_flips(core: _Core) -> np.ndarray:
     if gain and early:
         plan = _narrowed(core, search, near, plan)
     if plan.cells > _SMALL_CELLS:
-        settled = _depth_first_in_turn(core, int(plan.cells * _DEPTH_SHARE))
-        if settled is not None:
-            return np.flatnonzero(settled != core.in_r)
+        flips = _depth_first_flips(core, int(plan.cells * _DEPTH_SHARE))
+        if flips is not None:
+            return flips
         later = gain and not early and near.cells <= _CELLS  # narrowed after the search
         if plan.cells > _CELLS and not later:  # no table within reach: rounded ones (3i)
             return _rounded_flips(core, search)
@@ -933,25 +987,11 @@ def _table_flips(core: _Core) -> np.ndarray:
     return _rounded_flips(core, search)
 
 
-def _depth_first_in_turn(core: _Core, budget: int) -> np.ndarray | None:
-    """Depth-first search before a large flip table: by price per sample (3a) with `budget`
-    work or, for sizes spanning more than _WIDE, by price per sample and by size (3j) in
-    turn, the first with doubling work up to half of `budget` or _WIDE_NODES, whichever is
-    more, the second with _LARGEST_SHARE times as much: either may settle a buyer that
-    the other takes far longer for. None when none settles."""
-    args = (core.sqrt_k, core.base, core.size, core.price)
-    if not _wide(core.size):
-        return _depth_first(*args, budget)
-    most = max(budget // 2, _WIDE_NODES)
-    work = min(max(_NODES, 1), most)
-    while True:
-        for largest_first, share in ((False, 1), (True, _LARGEST_SHARE)):
-            settled = _depth_first(*args, share * work, largest_first)
-            if settled is not None:
-                return settled
-        if work == most:
-            return None
-        work = min(2 * work, most)
+def _depth_first_flips(core: _Core, budget: int) -> np.ndarray | None:
+    """Step 3j before a large flip table, with `budget` nodes: the flips of the best set,
+    or None when it does not settle."""
+    settled = _depth_first(core.sqrt_k, core.base, core.size, core.price, budget, True)
+    return None if settled is None else np.flatnonzero(settled != core.in_r)
 
 
 def _narrowed(core: _Core, search: _Search, near: _Plan, plan: _Plan) -> _Plan:

@@ -1227,50 +1227,65 @@ def heavy_tailed_posted_market(seed: int):
     return N, random_dissimilarity(rng, 200), mechanisms.get("posted", price=1e-5, lam=1e-3)
 
 
-def test_exact_is_fast_with_heavy_tailed_sizes_and_near_ties(monkeypatch):
-    # the flip tables of such buyers span millions of pool changes; they went to the flip
-    # search, and a round took 10 s. Depth-first search ordered by price per sample, tried
-    # before large tables, settles them
-    N, D, posted = heavy_tailed_posted_market(seed=1)
-    settled = []  # per depth-first search before a large table: whether it decided
-    depth_first = exact._depth_first
+def recorded_depth_first(monkeypatch) -> list[tuple[bool, bool]]:
+    """Per depth-first search run from now on: (whether it took the largest sellers first,
+    whether it decided)."""
+    runs, depth_first = [], exact._depth_first
 
     def recorded(*args):
         out = depth_first(*args)
-        if args[4] > exact._NODES:  # the work it was given
-            settled.append(out is not None)
+        runs.append((len(args) > 5 and args[5], out is not None))
         return out
 
     monkeypatch.setattr(exact, "_depth_first", recorded)
-    elapsed, (A, _) = cpu_seconds(posted.market, N, 1.0, 1e11, D)
-    assert elapsed < 1.0 and sum(settled) > 20
-    monkeypatch.setattr(exact, "_DEPTH_SHARE", 0.0)  # the tables and the search decide
+    return runs
+
+
+@pytest.mark.parametrize("K, cost, settled", [(1e11, 1.0, 50), (1e13, 0.0, 200)])
+def test_exact_is_fast_with_heavy_tailed_sizes_and_near_ties(monkeypatch, K, cost, settled):
+    # the flip tables of such buyers span millions of pool changes: a round took 10 s when
+    # only models of 10^5 samples or more were offered, and 45 s with every model offered
+    # (about 28 imports per buyer). Depth-first search taking the largest sellers first
+    # (3j) settles them: before the large tables, and before anything else for every buyer
+    # when sizes span more than three magnitudes
+    N, D, posted = heavy_tailed_posted_market(seed=1)
+    runs = recorded_depth_first(monkeypatch)
+    elapsed, (A, _) = cpu_seconds(posted.market, N, cost, K, D)
+    assert elapsed < 1.0 and A.sum(axis=1).mean() > (20 if cost == 0 else 2)
+    assert sum(largest and decided for largest, decided in runs) >= settled
+    monkeypatch.setattr(exact, "_WIDE", np.inf)  # no search largest first: the tables decide
+    monkeypatch.setattr(exact, "_DEPTH_SHARE", 0.0)
     tau = payments.posted_prices(N, D, 1e-3, 1e-5)
-    offered = np.flatnonzero(1e-5 * N >= 1.0)
+    offered = np.flatnonzero(1e-5 * N >= cost)
     for i in np.flatnonzero(A.sum(axis=1) >= 3)[:4]:
         sellers = offered[offered != i]
         mask = A[i, sellers]
-        assert no_better_neighbour(1e11, N[i], N[sellers], tau[i, sellers], mask)
-        other = ipfl.best_import_set(1e11, N[i], N[sellers], tau[i, sellers])
-        assert ipfl.import_value(1e11, N[i], N[sellers], tau[i, sellers], mask) == pytest.approx(
-            ipfl.import_value(1e11, N[i], N[sellers], tau[i, sellers], other), rel=1e-12,
-            abs=1e-11 * np.sqrt(1e11 / N[i]))
+        assert no_better_neighbour(K, N[i], N[sellers], tau[i, sellers], mask)
+        other = ipfl.best_import_set(K, N[i], N[sellers], tau[i, sellers])
+        assert ipfl.import_value(K, N[i], N[sellers], tau[i, sellers], mask) == pytest.approx(
+            ipfl.import_value(K, N[i], N[sellers], tau[i, sellers], other), rel=1e-12,
+            abs=1e-11 * np.sqrt(K / N[i]))
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.booleans())
 def test_depth_first_search_in_either_order_equals_brute_force(seed, k, largest_first):
-    # sizes over eleven magnitudes, prices per sample tied to within 1e-9 to 30 %
+    K, n_own, sizes, prices = tied_over_eleven_magnitudes(seed, k)
+    chosen = exact._depth_first(np.sqrt(K), n_own, sizes, prices, 1 << 40, largest_first)
+    got = ipfl.import_value(K, n_own, sizes, prices, chosen)
+    tol = exact.TOL_REL * (np.sqrt(K / n_own) + prices.sum())  # at least the solver's
+    assert got >= all_subset_values(K, n_own, sizes, prices).max() - 1.25 * tol
+
+
+def tied_over_eleven_magnitudes(seed: int, k: int):
+    """k sellers of sizes over eleven magnitudes, prices per sample tied to within 1e-9 to
+    30 %: (K, n_own, sizes, prices)."""
     rng = np.random.default_rng(seed)
     sizes = 10 ** rng.uniform(-3, 8, k)
     n_own, K = float(10 ** rng.uniform(0, 4)), float(10 ** rng.uniform(0, 12))
     fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
     noise = rng.choice([1e-9, 1e-6, 1e-3, 0.3]) * rng.uniform(-1, 1, k)
-    prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise)
-    chosen = exact._depth_first(np.sqrt(K), n_own, sizes, prices, 1 << 40, largest_first)
-    got = ipfl.import_value(K, n_own, sizes, prices, chosen)
-    tol = exact.TOL_REL * (np.sqrt(K / n_own) + prices.sum())  # at least the solver's
-    assert got >= all_subset_values(K, n_own, sizes, prices).max() - 1.25 * tol
+    return K, n_own, sizes, 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise)
 
 
 def sizes_over_eight_magnitudes(seed: int):
@@ -1290,19 +1305,10 @@ def test_exact_is_fast_with_sizes_over_eight_magnitudes(monkeypatch):
     # tables ran on for over 20 s for each of these buyers. Depth-first search taking the
     # largest sellers first (3j) settles them: the small ones fill the pool nearly
     # continuously, so the relaxation's bound nearly attains once the large ones are decided
-    orders = []  # per depth-first search that decided: whether it took the largest first
-    depth_first = exact._depth_first
-
-    def recorded(*args):
-        out = depth_first(*args)
-        if out is not None:
-            orders.append(args[5] if len(args) > 5 else False)
-        return out
-
-    monkeypatch.setattr(exact, "_depth_first", recorded)
-    buyers = [sizes_over_eight_magnitudes(seed) for seed in (0, 1, 4, 5)]
+    runs = recorded_depth_first(monkeypatch)
+    buyers = [sizes_over_eight_magnitudes(seed) for seed in range(12)]
     elapsed, chosen = cpu_seconds(lambda: [ipfl.best_import_set(*b) for b in buyers])
-    assert elapsed < 1.0 and sum(orders) >= len(buyers)
+    assert elapsed < 0.5 and runs == [(True, True)] * len(buyers)
     for (K, n_own, sizes, prices), mask in zip(buyers, chosen, strict=True):
         assert mask.sum() >= 4 and no_better_neighbour(K, n_own, sizes, prices, mask)
 
@@ -1312,7 +1318,7 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
     # every flip table on a lattice treated as large: depth-first search decides, or (given
     # no work, and no table small enough) step 3i's rounded tables, on whole multiples of the
     # lattice, certify the best set
-    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_SMALL_CELLS", -1)):
+    for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_WIDE_FIRST", 0), ("_SMALL_CELLS", -1)):
         monkeypatch.setattr(exact, name, value)
     if path == "depth_first":  # with all the work it needs
         monkeypatch.setattr(exact, "_DEPTH_SHARE", 1e9)
@@ -1326,7 +1332,7 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
         step = getattr(exact, name)
         return lambda *args: calls.append((name, out := step(*args))) or out
 
-    for name in ("_depth_first_in_turn", "_rounded_flips"):
+    for name in ("_depth_first_flips", "_rounded_flips"):
         monkeypatch.setattr(exact, name, recorded(name))
     steps = []
     monkeypatch.setattr(exact, "_coarser", lambda step, lattice, _f=exact._coarser: (
@@ -1346,7 +1352,7 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
         assert got >= all_subset_values(5e5, n_own, sizes, prices).max() - 1.25 * tol
     decided = [name for name, out in calls if out is not None]
     if path == "rounded":
-        assert decided.count("_rounded_flips") > 30 and "_depth_first_in_turn" not in decided
+        assert decided.count("_rounded_flips") > 30 and "_depth_first_flips" not in decided
         assert all(step == np.floor(step) >= 1 for step in steps) and 1.0 in steps
     else:
         assert len(decided) == len(calls) > 40  # depth-first decided every large table
