@@ -1244,10 +1244,10 @@ def recorded_depth_first(monkeypatch) -> list[tuple[bool, bool]]:
 @pytest.mark.parametrize("K, cost, settled", [(1e11, 1.0, 50), (1e13, 0.0, 200)])
 def test_exact_is_fast_with_heavy_tailed_sizes_and_near_ties(monkeypatch, K, cost, settled):
     # the flip tables of such buyers span millions of pool changes: a round took 10 s when
-    # only models of 10^5 samples or more were offered, and 45 s with every model offered
-    # (about 28 imports per buyer). Depth-first search taking the largest sellers first
-    # (3j) settles them: before the large tables, and before anything else for every buyer
-    # when sizes span more than three magnitudes
+    # only models of 10^5 samples or more were offered, and 69 s with every model offered
+    # and K = 1e13 (about 40 imports per buyer). Depth-first search taking the largest
+    # sellers first (3j) settles them: before the large tables, and before anything else for
+    # every buyer when sizes span more than three magnitudes
     N, D, posted = heavy_tailed_posted_market(seed=1)
     runs = recorded_depth_first(monkeypatch)
     elapsed, (A, _) = cpu_seconds(posted.market, N, cost, K, D)
@@ -1275,6 +1275,40 @@ def test_depth_first_search_in_either_order_equals_brute_force(seed, k, largest_
     got = ipfl.import_value(K, n_own, sizes, prices, chosen)
     tol = exact.TOL_REL * (np.sqrt(K / n_own) + prices.sum())  # at least the solver's
     assert got >= all_subset_values(K, n_own, sizes, prices).max() - 1.25 * tol
+
+
+def walked_relaxation(sqrt_k, n, spent, sizes, prices):
+    """The continuous relaxation seller by seller: by ascending price per sample, each
+    taken fully while g' at the pool with it still pays its price per sample, the next in
+    part, up to where g' falls to it. Returns (pool, spent)."""
+    q = prices / sizes
+    for j in np.argsort(q, kind="stable"):
+        if 0.5 * sqrt_k * (n + sizes[j]) ** -1.5 >= q[j]:
+            n, spent = n + sizes[j], spent + prices[j]
+            continue
+        at_slope = (0.5 * sqrt_k / q[j]) ** (2 / 3)
+        if at_slope > n:
+            n, spent = at_slope, spent + q[j] * (at_slope - n)
+        break
+    return n, spent
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(0, 40))
+def test_relaxation_by_bisection_equals_the_relaxation_seller_by_seller(seed, k, depth):
+    # sizes over eleven magnitudes in a random search order, with the first `depth` of them
+    # decided: the bisection over a row of the block finds the same pool and spend
+    K, n_own, sizes, prices = tied_over_eleven_magnitudes(seed, k)
+    rng = np.random.default_rng(seed)
+    order, depth = rng.permutation(k), min(depth, k)
+    sizes, prices = sizes[order], prices[order]
+    relaxation = exact._Relaxation(np.sqrt(K), sizes, prices)
+    n = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+    spent = float(rng.uniform(0.0, 10.0))
+    pool, paid, stop = relaxation.fill(depth, n, spent)
+    expected = walked_relaxation(np.sqrt(K), n, spent, sizes[depth:], prices[depth:])
+    np.testing.assert_allclose((pool, paid), expected, rtol=1e-12)
+    assert stop == k or relaxation.depth[stop] >= depth  # it stops at an undecided seller
 
 
 def tied_over_eleven_magnitudes(seed: int, k: int):
