@@ -385,12 +385,15 @@ class _Relaxation:
     order): at depth k, those from k on. Over the sellers by ascending price per sample q
     (those decided counting with size and price 0), `summed` and `paid` sum their sizes and
     prices, and `reach` is `summed` less the pool where g' falls to q (for a decided one,
-    the reach of the one before it). Rows are built for _BLOCK depths at once."""
+    the reach of the one before it). Rows are built for _BLOCK depths at once, from the
+    first seller by q that one of them has not decided."""
 
     def __init__(self, sqrt_k: float, sizes: np.ndarray, prices: np.ndarray):
         q = prices / sizes
         self.depth = np.argsort(q, kind="stable")  # rank by q -> depth
-        self.rank = np.argsort(self.depth).tolist()  # depth -> rank by q
+        rank = np.argsort(self.depth)
+        self.rank = rank.tolist()  # depth -> rank by q
+        self.first = np.minimum.accumulate(np.append(rank, rank.size)[::-1])[::-1].tolist()
         self.sqrt_k = sqrt_k
         self.size, self.price = sizes[self.depth], prices[self.depth]
         self.ratio = q[self.depth].tolist()
@@ -399,18 +402,20 @@ class _Relaxation:
         self.blocks: dict[int, tuple[np.ndarray, ...]] = {}  # k // _BLOCK -> summed, paid, reach
         self.reaches: dict[int, list[float]] = {}  # depth -> its row of reach
 
-    def _reach(self, k: int, width: int) -> list[float]:
-        """The first `width` entries of depth k's row of reach, building that much of the
-        rows of its block of depths first."""
+    def _reach(self, k: int, whole: bool) -> list[float]:
+        """Depth k's row of reach, 2 _BLOCK entries or, when `whole`, all of them, building
+        that much of the rows of its block of depths first."""
         block = k // _BLOCK
-        if block not in self.blocks or self.blocks[block][0].shape[1] < width:
+        start = self.first[block * _BLOCK]
+        stop = len(self.pools) if whole else min(start + 2 * _BLOCK, len(self.pools))
+        if block not in self.blocks or self.blocks[block][0].shape[1] < stop - start:
             depths = np.arange(block * _BLOCK, min(block * _BLOCK + _BLOCK, self.size.size + 1))
-            left = self.depth[:width] >= depths[:, None]
-            summed = np.cumsum(np.where(left, self.size[:width], 0.0), axis=1)
-            paid = np.cumsum(np.where(left, self.price[:width], 0.0), axis=1)
-            reach = np.where(left, summed - self.at_slope[:width], -np.inf)
+            left = self.depth[start:stop] >= depths[:, None]
+            summed = np.cumsum(np.where(left, self.size[start:stop], 0.0), axis=1)
+            paid = np.cumsum(np.where(left, self.price[start:stop], 0.0), axis=1)
+            reach = np.where(left, summed - self.at_slope[start:stop], -np.inf)
             self.blocks[block] = summed, paid, np.maximum.accumulate(reach, axis=1)
-        self.reaches[k] = self.blocks[block][2][k % _BLOCK, :width].tolist()
+        self.reaches[k] = self.blocks[block][2][k % _BLOCK, : stop - start].tolist()
         return self.reaches[k]
 
     def fill(self, k: int, n: float, spent: float) -> tuple[float, float, int]:
@@ -419,17 +424,19 @@ class _Relaxation:
         takes all), in closed form. It takes the sellers not yet decided by ascending q,
         each fully while n plus the sizes up to it stays within the pool where g' falls to
         its q, i.e. while its reach is at most -n; reach increases along the order, so those
-        sellers are a prefix, found by bisection (in the first _BLOCK entries of the row, and
-        in the whole row when it takes them all). The next one is taken in part, up to its
-        pool."""
-        reach = self.reaches.get(k) or self._reach(k, _BLOCK)
+        sellers are a prefix, found by bisection (in the first 2 _BLOCK entries of the row,
+        and in the whole row when it takes them all). The next one is taken in part, up to
+        its pool."""
+        start = self.first[k // _BLOCK * _BLOCK]
+        reach = self.reaches.get(k) or self._reach(k, False)
         taken = bisect.bisect_right(reach, -n)
-        if taken == len(reach) < len(self.pools):
-            taken = bisect.bisect_right(self._reach(k, len(self.pools)), -n)
+        if taken == len(reach) < len(self.pools) - start:
+            taken = bisect.bisect_right(self._reach(k, True), -n)
         if taken:
             summed, paid, _ = self.blocks[k // _BLOCK]
             row = k % _BLOCK
             n, spent = n + summed.item(row, taken - 1), spent + paid.item(row, taken - 1)
+        taken += start
         if taken < len(self.pools) and self.pools[taken] > n:
             spent += self.ratio[taken] * (self.pools[taken] - n)
             n = self.pools[taken]
