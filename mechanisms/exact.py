@@ -396,7 +396,7 @@ class _Relaxation:
         self.first = np.minimum.accumulate(np.append(rank, rank.size)[::-1])[::-1].tolist()
         self.sqrt_k = sqrt_k
         self.size, self.price = sizes[self.depth], prices[self.depth]
-        self.ratio = q[self.depth].tolist()
+        self.size_list, self.ratio = self.size.tolist(), q[self.depth].tolist()
         self.at_slope = _pool_at_slope(sqrt_k, q[self.depth])
         self.pools = self.at_slope.tolist()
         self.blocks: dict[int, tuple[np.ndarray, ...]] = {}  # k // _BLOCK -> summed, paid, reach
@@ -425,18 +425,20 @@ class _Relaxation:
         each fully while n plus the sizes up to it stays within the pool where g' falls to
         its q, i.e. while its reach is at most -n; reach increases along the order, so those
         sellers are a prefix, found by bisection (in the first 2 _BLOCK entries of the row,
-        and in the whole row when it takes them all). The next one is taken in part, up to
-        its pool."""
-        start = self.first[k // _BLOCK * _BLOCK]
-        reach = self.reaches.get(k) or self._reach(k, False)
-        taken = bisect.bisect_right(reach, -n)
-        if taken == len(reach) < len(self.pools) - start:
-            taken = bisect.bisect_right(self._reach(k, True), -n)
-        if taken:
-            summed, paid, _ = self.blocks[k // _BLOCK]
-            row = k % _BLOCK
-            n, spent = n + summed.item(row, taken - 1), spent + paid.item(row, taken - 1)
-        taken += start
+        and in the whole row when it takes them all) unless the first does not fit. The next
+        one is taken in part, up to its pool."""
+        taken = self.first[k]
+        if taken < len(self.pools) and n + self.size_list[taken] <= self.pools[taken]:
+            start = self.first[k // _BLOCK * _BLOCK]
+            reach = self.reaches.get(k) or self._reach(k, False)
+            taken = bisect.bisect_right(reach, -n)
+            if taken == len(reach) < len(self.pools) - start:
+                taken = bisect.bisect_right(self._reach(k, True), -n)
+            if taken:
+                summed, paid, _ = self.blocks[k // _BLOCK]
+                row = k % _BLOCK
+                n, spent = n + summed.item(row, taken - 1), spent + paid.item(row, taken - 1)
+            taken += start
         if taken < len(self.pools) and self.pools[taken] > n:
             spent += self.ratio[taken] * (self.pools[taken] - n)
             n = self.pools[taken]
