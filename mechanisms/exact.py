@@ -199,19 +199,18 @@ lets a round at m = 200 with ties to 1e-9 finish in about 10 s (each buyer ran o
 Integer sizes spread over four to eight orders of magnitude with prices per sample tied to
 about 1e-3 (a posted price with a small heterogeneity charge, every model offered, 8 to 200
 imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer over 0.02 s
-(before the child with the higher bound went first, such rounds took 1.6 to 45 s, and
-over 150 s before 3j); about 0.1 to 0.2 s when only models of 10^5 samples or more are offered.
-A buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample tied to
-1e-6 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two
-narrow bands three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to
-1e-6 or 1e-4 are harder (the search largest first does not settle them, the tables do):
-0.004 to 0.9 s per buyer (0.3 to 2.5 s when longer depth-first searches went before the
-tables). Exact ties on no lattice (3g): each of 1209
-buyers with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most
-0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone
-takes up to 100 s, and over two minutes in some bands 1 % wide). Above 2^15 states the
-search continues depth-first over halves, so memory stays bounded while the answer stays
-exact.
+(before the child with the higher bound went first, such rounds took 1.6 to 45 s, and over
+150 s before 3j); about 0.1 to 0.2 s when only models of 10^5 samples or more are offered. A
+buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample tied to 1e-6
+to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two narrow bands
+three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6 or 1e-4 are
+harder (the search largest first does not settle them, the tables do): 0.004 to 0.9 s per
+buyer (0.3 to 2.5 s when longer depth-first searches went before the tables). Exact ties on
+no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
+times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
+bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
+wide). Above 2^15 states the search continues depth-first over halves, so memory stays
+bounded while the answer stays exact.
 """
 
 from __future__ import annotations
