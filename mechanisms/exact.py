@@ -394,9 +394,9 @@ class _Relaxation:
         self.rank = rank.tolist()  # depth -> rank by q
         self.first = np.minimum.accumulate(np.append(rank, rank.size)[::-1])[::-1].tolist()
         self.sqrt_k = sqrt_k
-        self.size, self.price = sizes[self.depth], prices[self.depth]
-        self.size_list, self.ratio = self.size.tolist(), q[self.depth].tolist()
-        self.at_slope = _pool_at_slope(sqrt_k, q[self.depth])
+        self.size, self.price, q = sizes[self.depth], prices[self.depth], q[self.depth]
+        self.size_list, self.ratio = self.size.tolist(), q.tolist()
+        self.at_slope = _pool_at_slope(sqrt_k, q)
         self.pools = self.at_slope.tolist()
         self.blocks: dict[int, tuple[np.ndarray, ...]] = {}  # k // _BLOCK -> summed, paid, reach
         self.reaches: dict[int, list[float]] = {}  # depth -> its row of reach
@@ -481,12 +481,13 @@ def _depth_first(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarr
             best, best_bits = val, bits
         if k == n_items:
             continue
-        out = (high, stop) if rank[k] > stop else bound(k + 1, n, spent)
-        children = [(*out, k + 1, n, spent, bits)]
+        out = (*((high, stop) if rank[k] > stop else bound(k + 1, n, spent)),
+               k + 1, n, spent, bits)
+        children = [out]
         if sqrt_k / n**0.5 - sqrt_k / (n + s[k]) ** 0.5 > p[k]:
-            into = (high, stop) if rank[k] < stop else bound(k + 1, n + s[k], spent + p[k])
-            children.insert(into[0] >= out[0], (*into, k + 1, n + s[k], spent + p[k],
-                                                bits | (1 << k)))
+            into = (*((high, stop) if rank[k] < stop else bound(k + 1, n + s[k], spent + p[k])),
+                    k + 1, n + s[k], spent + p[k], bits | (1 << k))
+            children = [out, into] if into[0] >= out[0] else [into, out]  # the last goes first
         stack.extend(child for child in children if child[0] > best + tol)
     picked = np.array([(best_bits >> k) & 1 for k in range(n_items)], dtype=bool)
     result = np.zeros(n_items, dtype=bool)
