@@ -231,6 +231,7 @@ _DEPTH_SHARE = 1 / 16384  # depth-first work (largest first) per cell of a large
 _WIDE = 1e3  # sizes spanning this much (largest over smallest) are taken largest first at once
 _WIDE_FIRST = 1 << 12  # such sizes: depth-first work, largest first, before anything else
 _BLOCK = 16  # depths whose rows of the depth-first relaxation are built at once
+_WALK = 4  # the depth-first relaxation walks this many sellers before it bisects a row
 _NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
 _HALF = 10  # sellers per side of the first meet-in-the-middle search
 _TIED_LEFT, _PAIRED, _ATTEMPTS = 12, 120, 4  # ties: 12 sellers' subsets against pairs of 120
@@ -395,7 +396,8 @@ class _Relaxation:
         self.first = np.minimum.accumulate(np.append(rank, rank.size)[::-1])[::-1].tolist()
         self.sqrt_k = sqrt_k
         self.size, self.price, q = sizes[self.depth], prices[self.depth], q[self.depth]
-        self.size_list, self.ratio = self.size.tolist(), q.tolist()
+        self.size_list, self.price_list = self.size.tolist(), self.price.tolist()
+        self.ratio, self.depth_list = q.tolist(), self.depth.tolist()
         self.at_slope = _pool_at_slope(sqrt_k, q)
         self.pools = self.at_slope.tolist()
         self.blocks: dict[int, tuple[np.ndarray, ...]] = {}  # k // _BLOCK -> summed, paid, reach
@@ -423,11 +425,19 @@ class _Relaxation:
         takes all), in closed form. It takes the sellers not yet decided by ascending q,
         each fully while n plus the sizes up to it stays within the pool where g' falls to
         its q, i.e. while its reach is at most -n; reach increases along the order, so those
-        sellers are a prefix, found by bisection (in the first 2 _BLOCK entries of the row,
-        and in the whole row when it takes them all) unless the first does not fit. The next
-        one is taken in part, up to its pool."""
-        taken = self.first[k]
-        if taken < len(self.pools) and n + self.size_list[taken] <= self.pools[taken]:
+        sellers are a prefix. It walks the first _WALK sellers by q, and when they all fit,
+        finds the prefix by bisection (in the first 2 _BLOCK entries of the row, and in the
+        whole row when it takes them all). The next one is taken in part, up to its pool."""
+        taken, end = self.first[k], min(self.first[k] + _WALK, len(self.pools))
+        walked = n, spent
+        while taken < end:
+            if self.depth_list[taken] >= k:
+                if n + self.size_list[taken] > self.pools[taken]:
+                    break
+                n, spent = n + self.size_list[taken], spent + self.price_list[taken]
+            taken += 1
+        if taken == end < len(self.pools):
+            n, spent = walked
             start = self.first[k // _BLOCK * _BLOCK]
             reach = self.reaches.get(k) or self._reach(k, False)
             taken = bisect.bisect_right(reach, -n)
@@ -489,7 +499,8 @@ def _depth_first(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarr
                     k + 1, n + s[k], spent + p[k], bits | (1 << k))
             children = [out, into] if into[0] >= out[0] else [into, out]  # the last goes first
         stack.extend(child for child in children if child[0] > best + tol)
-    picked = np.array([(best_bits >> k) & 1 for k in range(n_items)], dtype=bool)
+    picked = np.unpackbits(np.frombuffer(best_bits.to_bytes(n_items // 8 + 1, "little"),
+                                         dtype=np.uint8), bitorder="little")[:n_items] == 1
     result = np.zeros(n_items, dtype=bool)
     result[order[picked]] = True
     return result

@@ -3,6 +3,7 @@ import itertools
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -1299,18 +1300,21 @@ def walked_relaxation(sqrt_k, n, spent, sizes, prices):
 @given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(0, 40))
 def test_relaxation_by_bisection_equals_the_relaxation_seller_by_seller(seed, k, depth):
     # sizes over eleven magnitudes in a random search order, with the first `depth` of them
-    # decided: the bisection over a row of the block finds the same pool and spend
+    # decided: the bisection over a row of the block finds the same pool and spend, after
+    # walking none, a few or all of the sellers
     K, n_own, sizes, prices = tied_over_eleven_magnitudes(seed, k)
     rng = np.random.default_rng(seed)
     order, depth = rng.permutation(k), min(depth, k)
     sizes, prices = sizes[order], prices[order]
-    relaxation = exact._Relaxation(np.sqrt(K), sizes, prices)
     n = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
     spent = float(rng.uniform(0.0, 10.0))
-    pool, paid, stop = relaxation.fill(depth, n, spent)
     expected = walked_relaxation(np.sqrt(K), n, spent, sizes[depth:], prices[depth:])
-    np.testing.assert_allclose((pool, paid), expected, rtol=1e-12)
-    assert stop == k or relaxation.depth[stop] >= depth  # it stops at an undecided seller
+    for walk in (0, 2, k):
+        with mock.patch.object(exact, "_WALK", walk):
+            relaxation = exact._Relaxation(np.sqrt(K), sizes, prices)
+            pool, paid, stop = relaxation.fill(depth, n, spent)
+        np.testing.assert_allclose((pool, paid), expected, rtol=1e-12)
+        assert stop == k or relaxation.depth[stop] >= depth  # it stops at an undecided seller
 
 
 def tied_over_eleven_magnitudes(seed: int, k: int):
