@@ -27,11 +27,11 @@ Why the answer is exact. g is increasing and concave, so:
       (the next seller in or out), the one with the higher bound goes first. The
       relaxation takes whole sellers by price per sample while g' stays above that price:
       along that order, the sizes summed less the pool where g' falls to each price
-      increase, so those sellers are a prefix found by bisection, and a node costs a few
-      operations however many sellers are left. It settles a typical buyer in a few dozen
-      nodes and is tried first (after 3c and 3j) unless 16 or more sellers price within
-      0.1 % of the relaxation's price per sample (ties, where its bound cannot prune), and
-      gives up after 256 nodes.
+      increase, so those sellers are a prefix, walked for the first four and otherwise
+      found by bisection: a node costs a few operations however many sellers are left. It
+      settles a typical buyer in a few dozen nodes and is tried first (after 3c and 3j)
+      unless 16 or more sellers price within 0.1 % of the relaxation's price per sample
+      (ties, where its bound cannot prune), and gives up after 256 nodes.
    b. The flip search: states (pool n, flip cost W), each one set of flips decided so far,
       expanded over the sellers sorted by flip cost, several sellers per step. Whatever the
       sellers left add, a state ends with loss at least W plus the least of: L(n) (no more
