@@ -277,6 +277,7 @@ _ROUNDED_CELLS = 1 << 30  # 3i's largest round of tables
 _SLOPE_MOVE = 0.25  # 3i keeps a lattice once when the slope moves by more than this share
 _ROUNDED_FIRST = 1 << 16  # flip-search states before 3i's first tables
 _POLISHED_COSTS = 1 << 12  # 3i polishes best states when all flips cost at most this many tol
+_POLISHED_CELLS = 1 << 26  # and then also the set of the lowest bound of a table this large
 
 
 def marginal(sqrt_k, n_before, size):
@@ -852,7 +853,7 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     on the lattice itself goes to the search without limit too. When all flips together cost
     at most _POLISHED_COSTS tol, each new best state is polished before the next round (the
     best toggles of up to four of the _PAIRED cheapest flips and its own, while they
-    help)."""
+    help), and so is the set of the lowest bound of a table of _POLISHED_CELLS or more."""
     work = _ROUNDED_FIRST
     if search.attempt(work):
         return search.best_flips
@@ -883,7 +884,10 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
         gaps = {}
         for i in sides:
             slope = slopes[i]
-            bound, slopes[i], windows[i] = _rounded_bound(rounded[i], plans[i], slope, search)
+            bound, slopes[i], windows[i], lowest = _rounded_bound(rounded[i], plans[i], slope,
+                                                                  search)
+            if polishing and plans[i].cells >= _POLISHED_CELLS and lowest is not None:
+                search.offer(*_polish(core, lowest, np.union1d(cheapest, lowest)))
             gaps[i] = search.best - bound
             # the bound's rounding: tol / 2 for the costs, the rest about step squared
             excess = max(gaps[i] - 0.5 * core.tol, core.tol)
@@ -916,12 +920,13 @@ def _rounded_plan(core: _Core, budget: float, pools: tuple[float, float]) -> _Pl
     return plan
 
 
-def _rounded_bound(core: _Core, plan: _Plan, slope: float,
-                   search: _Search) -> tuple[float, float, tuple[float, float]]:
+def _rounded_bound(core: _Core, plan: _Plan, slope: float, search: _Search
+                   ) -> tuple[float, float, tuple[float, float], np.ndarray | None]:
     """(a lower bound on the loss of every set whose pool lies above n0 when the sizes are
     rounded down to core.step, or below it when rounded up; L' at the best such set traced
     (0 if none), the next `slope`; the pools of the cells where the bound beats the best
-    state), from their flip table. A set of k <= plan.most flips has its pool x + E in a
+    state; the set traced from the cell of the lowest bound, None if no cell), from their
+    flip table. A set of k <= plan.most flips has its pool x + E in a
     table cell x, with E the sum of its flips' roundings e, up or down, at most k times the
     largest (less than a step, and none on the sizes' own lattice). A
     table whose flips add, besides their costs w, lambda e (lambda of the sign of e, so the
@@ -931,7 +936,7 @@ def _rounded_bound(core: _Core, plan: _Plan, slope: float,
     `slope`. The cheapest sets of the _ROUNDED_TRACED cells with the lowest bounds are
     offered to the search."""
     up = core.rounding is np.floor
-    settled = np.inf, slope, (core.n0, core.n0)
+    settled = np.inf, slope, (core.n0, core.n0), None
     if plan.stop < plan.start:  # no set reaches the pools left
         return settled
     errors = core.move - core.units(np.arange(core.move.size)) * core.step
@@ -944,16 +949,16 @@ def _rounded_bound(core: _Core, plan: _Plan, slope: float,
     bounds = (table.cheapest[at] * table.unit - core.tol / 4 + core.loss(pool)
               - slope * (pool - x))
     lowest = np.argsort(bounds, kind="stable")[:_ROUNDED_TRACED]
-    best, slope = np.inf, 0.0
-    for i in lowest:
-        flips = _table_trace(table, int(at[i]))
+    best, slope, traced = np.inf, 0.0, [_table_trace(table, int(at[i])) for i in lowest]
+    for flips in traced:
         moved, loss = core.pool(flips), core.flip_loss(flips)
         search.offer(loss, flips)
         if loss < best and (moved >= core.n0) == up:  # the next slope: L' at the best set
             best, slope = loss, float(core.r - _slope(core.sqrt_k, moved))
     beats = bounds < search.best - core.tol  # none: this side is settled
     window = (float(low[beats].min()), float(high[beats].max())) if beats.any() else settled[2]
-    return float(bounds[lowest[0]]), max(slope, 0.0) if up else min(slope, 0.0), window
+    slope = max(slope, 0.0) if up else min(slope, 0.0)
+    return float(bounds[lowest[0]]), slope, window, traced[0]
 
 
 def _side_cells(core: _Core, table: _Table, most: float, up: bool) -> tuple[np.ndarray, ...]:

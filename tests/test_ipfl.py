@@ -896,6 +896,21 @@ def test_rounded_tables_settle_flips_that_together_cost_a_few_tol(monkeypatch):
     assert polished and not unlimited
 
 
+def test_rounded_tables_polish_the_set_of_the_lowest_bound_of_large_tables(monkeypatch):
+    # sizes drawn from reals in 1000-1010, prices per sample tied to within 1e-8: the best
+    # state stayed over a tol above the best set while the tables grew to hundreds of
+    # millions of cells, about 1.2 s for each of these buyers; the set of the lowest bound,
+    # polished, is the best set or close to it, and they settle on smaller tables
+    unlimited = unlimited_searches(monkeypatch)
+    N = np.random.default_rng(2).uniform(1000, 1010, 200)
+    cost = 1e-5 * N * (1 + 1e-8 * np.random.default_rng(1).uniform(-1, 1, 200))
+    buyers = [(2.51e5, N[i], np.delete(N, i), np.delete(cost, i)) for i in (20, 21, 22)]
+    chosen = within_cpu_seconds(2.0, lambda: [ipfl.best_import_set(*b) for b in buyers])
+    for (K, n_own, sizes, prices), mask in zip(buyers, chosen, strict=True):
+        assert no_better_neighbour(K, n_own, sizes, prices, mask)
+    assert not unlimited
+
+
 def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkeypatch):
     # sizes drawn from a narrow band of reals, prices per sample tied to within 1e-6: the
     # best sets of four sellers need the smallest ones, and the flip search alone took
