@@ -653,15 +653,20 @@ def _subset_sums(move: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return total, cost
 
 
-def _small_subsets(move: np.ndarray, w: np.ndarray):
+def _subset_members(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The members a, b of the empty set, the singletons and the pairs of n items ((k,) int
+    rows; -1 for none)."""
+    i, j = np.triu_indices(n, 1)
+    return (np.concatenate([[-1], np.arange(n), i]),
+            np.concatenate([np.full(n + 1, -1), j]))
+
+
+def _small_subsets(move: np.ndarray, w: np.ndarray, members=None):
     """Pool change and flip cost of the empty set, the singletons and the pairs of items,
-    and the members of each ((k,) int rows a, b; -1 for none)."""
-    i, j = np.triu_indices(move.size, 1)
-    first = np.concatenate([[-1], np.arange(move.size), i])
-    second = np.concatenate([np.full(move.size + 1, -1), j])
-    total = np.concatenate([[0.0], move, move[i] + move[j]])
-    cost = np.concatenate([[0.0], w, w[i] + w[j]])
-    return total, cost, first, second
+    and the members of each (see :func:`_subset_members`, `members` if given)."""
+    first, second = _subset_members(move.size) if members is None else members
+    move, w = np.append(move, 0.0), np.append(w, 0.0)  # index -1: no member
+    return move[first] + move[second], w[first] + w[second], first, second
 
 
 def _spread(core: _Core, tied: np.ndarray, count: int, phase: float) -> np.ndarray:
@@ -745,11 +750,11 @@ def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[flo
     what the state lacks; repeated while it helps. Returns (loss, flipped sellers)."""
     flipped = np.zeros(core.w.size, dtype=bool)
     flipped[flips] = True
-    best = core.flip_loss(flipped)
+    best, members = core.flip_loss(flipped), _subset_members(candidates.size)
     for _ in range(_POLISH_ROUNDS):
         sign = np.where(flipped[candidates], -1.0, 1.0)
         move, cost, first, second = _small_subsets(
-            sign * core.move[candidates], sign * core.w[candidates]
+            sign * core.move[candidates], sign * core.w[candidates], members
         )
         order = np.argsort(move)
         move, cost, first, second = move[order], cost[order], first[order], second[order]
@@ -757,11 +762,12 @@ def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[flo
         W = float(np.sum(core.w[flipped]))
         at = np.searchsorted(move, core.n0 - pool - move)
         near = np.clip(at[:, None] + np.arange(-1, 1), 0, move.size - 1)
+        near_first, near_second = first[near], second[near]
         clash = (
-            (first[near] == first[:, None]) | (first[near] == second[:, None])
-        ) & (first[near] >= 0) | (
-            (second[near] == first[:, None]) | (second[near] == second[:, None])
-        ) & (second[near] >= 0)
+            (near_first == first[:, None]) | (near_first == second[:, None])
+        ) & (near_first >= 0) | (
+            (near_second == first[:, None]) | (near_second == second[:, None])
+        ) & (near_second >= 0)
         after = np.maximum(pool + move[:, None] + move[near], core.base)  # (only clashes
         # toggle a seller twice and can end below the base; they are dropped next)
         total = W + cost[:, None] + cost[near] + core.loss(after)
