@@ -244,6 +244,7 @@ _BATCH, _BATCH_BITS = 4096, 10  # states per expansion step, sellers per step
 _STATES = 1 << 15  # above this many states the search goes depth-first over halves
 _HARD, _HARD_GROWTH = 1 << 11, 2  # ties: look for a better state at 2^11, 2^12, ... states
 _POLISH_ROUNDS = 4  # rounds of the local search
+_REPLACEMENTS = 4  # toggles either side of a member's size tried in its place
 _GOLDEN = 0.6180339887498949  # spreads the tied sellers picked by successive attempts
 _DISTINCT, _COMBINATIONS = 4, 1 << 15  # few sizes: at most 4, this many count combinations
 _CELLS = 1 << 28  # largest flip table (flippable sellers x pool changes in lattice units)
@@ -672,6 +673,26 @@ def _small_subsets(move: np.ndarray, w: np.ndarray, members=None):
     first, second = _subset_members(move.size) if members is None else members
     move, w = np.append(move, 0.0), np.append(w, 0.0)  # index -1: no member
     return move[first] + move[second], w[first] + w[second], first, second
+
+
+def replacement_values(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.ndarray,
+                       chosen: np.ndarray) -> np.ndarray:
+    """For each member j of `chosen` (ascending j): the best value g(n_own + x_S) -
+    g(n_own) - p_S of the sets S that drop j from `chosen` and toggle at most two other
+    sellers, among the _REPLACEMENTS toggles either side whose pool change lies nearest
+    j's size (-inf when none)."""
+    sign = np.where(chosen, -1.0, 1.0)
+    move, cost, first, second = _small_subsets(sign * sizes, sign * prices)
+    order = np.argsort(move, kind="stable")
+    move, cost, first, second = move[order], cost[order], first[order], second[order]
+    members = np.flatnonzero(chosen)
+    at = np.searchsorted(move, sizes[members])
+    near = np.clip(at[:, None] + np.arange(-_REPLACEMENTS, _REPLACEMENTS), 0, move.size - 1)
+    imported = sizes[chosen].sum() - sizes[members][:, None] + move[near]
+    paid = prices[chosen].sum() - prices[members][:, None] + cost[near]
+    twice = (first[near] == members[:, None]) | (second[near] == members[:, None])
+    value = np.where(twice, -np.inf, marginal(sqrt_k, n_own, np.maximum(imported, 0.0)) - paid)
+    return value.max(axis=1)
 
 
 def _spread(core: _Core, tied: np.ndarray, count: int, phase: float) -> np.ndarray:

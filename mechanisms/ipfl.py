@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mechanisms.robust import Combiner
 
 _BISECTION_STEPS = 200
+_REPLACED_FROM = 8  # best sets this large first try replacements for each member
 
 
 def gain(K, n_own, n_total):
@@ -154,6 +155,37 @@ def best_import_set(K: float, n_own: float, sizes, prices) -> np.ndarray:
     K = checks.scalar(K, "K")
     n_own = checks.scalar(n_own, "n_own", low_open=True)
     return exact.best_set(float(np.sqrt(K)), n_own, sizes, prices)
+
+
+def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.ndarray:
+    """For each member j of `chosen`, a best import set (ascending j): the value
+    G(S) - sum_{j in S} price_j of the best import set without j, at most that of `chosen`.
+
+    In a set of _REPLACED_FROM members or more, a set that drops j and toggles at most two
+    other sellers (those whose pool change lies nearest j's size) settles j when it is worth
+    within tol of `chosen` (with prices per sample tied exactly, one nearly always is);
+    otherwise the set without j is solved exactly. Used by VCG for every buyer's
+    externality on each of its sellers."""
+    sizes = checks.sizes(sizes, "sizes")
+    prices = checks.numbers(prices, "prices")
+    chosen = np.asarray(chosen, dtype=bool)
+    if prices.shape != sizes.shape or chosen.shape != sizes.shape:
+        raise ValueError(f"prices and chosen must have shape {sizes.shape}, got "
+                         f"{prices.shape} and {chosen.shape}")
+    K = checks.scalar(K, "K")
+    n_own = checks.scalar(n_own, "n_own", low_open=True)
+    best = import_value(K, n_own, sizes, prices, chosen)
+    tol = exact.TOL_REL * np.sqrt(K / n_own)
+    members = np.flatnonzero(chosen)
+    near = (exact.replacement_values(float(np.sqrt(K)), n_own, sizes, prices, chosen)
+            if members.size >= _REPLACED_FROM else np.full(members.size, -np.inf))
+    values = np.minimum(near, best)
+    for i, pos in enumerate(members):
+        if near[i] < best - tol:
+            rest = np.arange(sizes.size) != pos
+            without = best_import_set(K, n_own, sizes[rest], prices[rest])
+            values[i] = min(import_value(K, n_own, sizes[rest], prices[rest], without), best)
+    return values
 
 
 def exact_graph(N, K, tau, allowed=None) -> np.ndarray:

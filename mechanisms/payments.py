@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mechanisms import checks
-from mechanisms.ipfl import best_import_set, edge_prices, exact_graph, gain, import_value
+from mechanisms.ipfl import best_values_without, edge_prices, exact_graph, gain, import_value
 
 EXACT_SHAPLEY_LIMIT = 12
 
@@ -69,7 +69,8 @@ def vcg(N, cost, K, D, lam, *, eligible=None) -> tuple[np.ndarray, np.ndarray, n
     settled as: on each edge l <- j the buyer pays the seller its reported cost (P), and the
     platform pays each seller its externalities Delta (platform[k] = -sum_l Delta_lk <= 0,
     the platform's deficit). Misreporting one's cost never pays; the guarantee does not cover
-    data sizes, which also enter the other buyers' valuations.
+    data sizes, which also enter the other buyers' valuations. OPT_l(without seller k) comes
+    from :func:`mechanisms.ipfl.best_values_without`.
     """
     N, cost, K, D, lam = checks.market(N, cost, K, D, lam)
     m = N.shape[0]
@@ -81,12 +82,10 @@ def vcg(N, cost, K, D, lam, *, eligible=None) -> tuple[np.ndarray, np.ndarray, n
     for buyer in np.flatnonzero(A.any(axis=1)):
         sellers = np.flatnonzero(allowed[buyer])
         sizes, prices = N[sellers], tau[buyer, sellers]
-        best = import_value(K[buyer], N[buyer], sizes, prices, A[buyer, sellers])
-        for pos in np.flatnonzero(A[buyer, sellers]):
-            rest = np.arange(sellers.size) != pos
-            without = best_import_set(K[buyer], N[buyer], sizes[rest], prices[rest])
-            worst = import_value(K[buyer], N[buyer], sizes[rest], prices[rest], without)
-            platform[sellers[pos]] -= best - worst
+        chosen = A[buyer, sellers]
+        best = import_value(K[buyer], N[buyer], sizes, prices, chosen)
+        worst = best_values_without(K[buyer], N[buyer], sizes, prices, chosen)
+        platform[sellers[chosen]] -= best - worst
     return A, edge - edge.T, platform
 
 

@@ -319,6 +319,53 @@ def test_exact_equals_brute_force_when_prices_per_sample_tie(params):
         assert got == pytest.approx(best, rel=1e-9, abs=1e-9)
 
 
+@settings(max_examples=60, deadline=None)
+@given(tied_markets, st.booleans())
+def test_best_values_without_each_member_equal_brute_force(params, replaced):
+    # the best value without each member of a best set, by replacements within tol where
+    # they settle it (every set, when `replaced`), by solving without it otherwise
+    m, scale, noise, sizes, seed = params
+    rng = np.random.default_rng(seed)
+    N = {"real": rng.uniform(50, 2000, m), "integer": rng.integers(50, 2000, m).astype(float),
+         "repeated": rng.choice(rng.uniform(50, 500, 3), m)}[sizes]
+    prices = scale * N * (1 + noise * rng.uniform(-1, 1, m))
+    K, n_own = 5e5 * rng.uniform(0.5, 2), float(rng.uniform(50, 2000))
+    chosen = ipfl.best_import_set(K, n_own, N, prices)
+    with mock.patch.object(ipfl, "_REPLACED_FROM", 0 if replaced else ipfl._REPLACED_FROM):
+        got = ipfl.best_values_without(K, n_own, N, prices, chosen)
+    values, members = all_subset_values(K, n_own, N, prices), subsets(m)
+    best = ipfl.import_value(K, n_own, N, prices, chosen)
+    expected = [values[~members[:, j]].max() for j in np.flatnonzero(chosen)]
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-11 * np.sqrt(K / n_own))
+    assert (got <= best).all()
+
+
+def test_best_values_without_reject_a_mask_of_another_shape():
+    with pytest.raises(ValueError, match="chosen"):
+        ipfl.best_values_without(5e5, 100.0, [10.0, 20.0], [0.1, 0.2], [True])
+
+
+def test_vcg_is_fast_when_prices_per_sample_tie_exactly():
+    # about 117 imports per buyer: solving each buyer's problem once without each of its
+    # sellers took 23 s; replacements within tol settle them, as exactly as those solves
+    rng = np.random.default_rng(11)
+    N = rng.uniform(50, 2000, 200)
+    market = (N, 1e-5 * N, np.full(200, 5e5), np.zeros((200, 200)), 1.0)
+    A, _, platform = within_cpu_seconds(2.0, payments.vcg, *market)
+    assert A.sum(axis=1).mean() > 100
+    tau = ipfl.edge_prices(N, 1e-5 * N, np.zeros((200, 200)), 1.0)
+    sellers = np.arange(1, 200)
+    sizes, prices, chosen = N[sellers], tau[0, sellers], A[0, sellers]
+    best = ipfl.import_value(5e5, N[0], sizes, prices, chosen)
+    replaced = ipfl.best_values_without(5e5, N[0], sizes, prices, chosen)
+    for pos, value in list(zip(np.flatnonzero(chosen), replaced, strict=True))[:4]:
+        rest = np.arange(sellers.size) != pos
+        without = ipfl.best_import_set(5e5, N[0], sizes[rest], prices[rest])
+        solved = ipfl.import_value(5e5, N[0], sizes[rest], prices[rest], without)
+        assert value == pytest.approx(min(solved, best), abs=1e-11 * np.sqrt(5e5 / N[0]))
+    assert (platform <= 0).all()
+
+
 @pytest.mark.parametrize("unit", [1.0, 0.25])
 @pytest.mark.parametrize("noise", [0.0, 1e-9, 1e-6])
 def test_exact_equals_knapsack_table_with_many_tied_sellers(unit, noise):
