@@ -148,13 +148,17 @@ def best_import_set(K: float, n_own: float, sizes, prices) -> np.ndarray:
     """The import set maximising G(S) - sum_{j in S} price_j for one buyer, exactly (to
     float64 rounding of the objective); the method and why it is exact and fast are in
     :mod:`mechanisms.exact`. Equal values resolve deterministically."""
+    K, n_own, sizes, prices = _buyer(K, n_own, sizes, prices)
+    return exact.best_set(float(np.sqrt(K)), n_own, sizes, prices)
+
+
+def _buyer(K, n_own, sizes, prices) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """One buyer's problem, validated: (K, n_own, sizes, prices)."""
     sizes = checks.sizes(sizes, "sizes")
     prices = checks.numbers(prices, "prices")
     if prices.shape != sizes.shape or not np.isfinite(prices).all():
         raise ValueError(f"prices must be finite with shape {sizes.shape}, got {prices.shape}")
-    K = checks.scalar(K, "K")
-    n_own = checks.scalar(n_own, "n_own", low_open=True)
-    return exact.best_set(float(np.sqrt(K)), n_own, sizes, prices)
+    return checks.scalar(K, "K"), checks.scalar(n_own, "n_own", low_open=True), sizes, prices
 
 
 def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.ndarray:
@@ -166,14 +170,10 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     within tol of `chosen` (with prices per sample tied exactly, one nearly always is);
     otherwise the set without j is solved exactly. Used by VCG for every buyer's
     externality on each of its sellers."""
-    sizes = checks.sizes(sizes, "sizes")
-    prices = checks.numbers(prices, "prices")
+    K, n_own, sizes, prices = _buyer(K, n_own, sizes, prices)
     chosen = np.asarray(chosen, dtype=bool)
-    if prices.shape != sizes.shape or chosen.shape != sizes.shape:
-        raise ValueError(f"prices and chosen must have shape {sizes.shape}, got "
-                         f"{prices.shape} and {chosen.shape}")
-    K = checks.scalar(K, "K")
-    n_own = checks.scalar(n_own, "n_own", low_open=True)
+    if chosen.shape != sizes.shape:
+        raise ValueError(f"chosen must have shape {sizes.shape}, got {chosen.shape}")
     best = import_value(K, n_own, sizes, prices, chosen)
     tol = exact.TOL_REL * np.sqrt(K / n_own)
     members = np.flatnonzero(chosen)

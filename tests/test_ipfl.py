@@ -340,9 +340,11 @@ def test_best_values_without_each_member_equal_brute_force(params, replaced):
     assert (got <= best).all()
 
 
-def test_best_values_without_reject_a_mask_of_another_shape():
-    with pytest.raises(ValueError, match="chosen"):
-        ipfl.best_values_without(5e5, 100.0, [10.0, 20.0], [0.1, 0.2], [True])
+@pytest.mark.parametrize(("prices", "chosen", "named"), [([0.1, 0.2], [True], "chosen"),
+                                                     ([0.1, np.nan], [True, False], "prices")])
+def test_best_values_without_reject_bad_input(prices, chosen, named):
+    with pytest.raises(ValueError, match=named):
+        ipfl.best_values_without(5e5, 100.0, [10.0, 20.0], prices, chosen)
 
 
 def test_vcg_is_fast_when_prices_per_sample_tie_exactly():
