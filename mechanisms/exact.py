@@ -958,15 +958,14 @@ def _rounded_bound(core: _Core, plan: _Plan, slope: float, search: _Search
     rounded down to core.step, or below it when rounded up; L' at the best such set traced
     (0 if none), the next `slope`; the pools of the cells where the bound beats the best
     state; the set traced from the cell of the lowest bound, None if no cell), from their
-    flip table. A set of k <= plan.most flips has its pool x + E in a
-    table cell x, with E the sum of its flips' roundings e, up or down, at most k times the
-    largest (less than a step, and none on the sizes' own lattice). A
-    table whose flips add, besides their costs w, lambda e (lambda of the sign of e, so the
-    sums stay >= 0) bounds the set's cost below by its cost in the table less lambda E and
-    tol / 4 (see :func:`_cost_units`), and so its loss by that plus the least of
-    L(x + E) - lambda E over such E (convex in E): tight for cells where L' is near lambda =
-    `slope`. The cheapest sets of the _ROUNDED_TRACED cells with the lowest bounds are
-    offered to the search."""
+    flip table. A set of k <= plan.most flips has its pool x + E in a table cell x, with E
+    the sum of its flips' roundings e, up or down, at most k times the largest (less than a
+    step, and none on the sizes' own lattice). A table whose flips add, besides their costs
+    w, lambda e (lambda of the sign of e, so the sums stay >= 0) bounds the set's cost below
+    by its cost in the table less lambda E and tol / 4 (see :func:`_cost_units`), and so its
+    loss by that plus the least of L(x + E) - lambda E over such E (convex in E): tight for
+    cells where L' is near lambda = `slope`. The cheapest sets of the _ROUNDED_TRACED cells
+    with the lowest bounds are offered to the search."""
     up = core.rounding is np.floor
     settled = np.inf, slope, (core.n0, core.n0), None
     if plan.stop < plan.start:  # no set reaches the pools left
