@@ -1,4 +1,5 @@
 import itertools
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -80,10 +81,12 @@ def vcg_by_definition(N, cost, K, D, lam, A):
 
 
 @settings(max_examples=40, deadline=None)
-@given(markets(max_m=5))
-def test_vcg_matches_clarke_pivot_definition(market):
+@given(markets(max_m=5), st.booleans())
+def test_vcg_matches_clarke_pivot_definition(market, replaced):
+    # `replaced`: every buyer's sellers are first tried for replacements within tol
     N, cost, K, D, lam = market
-    A, P, platform = payments.vcg(*market)
+    with mock.patch.object(ipfl, "_REPLACED_FROM", 0 if replaced else ipfl._REPLACED_FROM):
+        A, P, platform = payments.vcg(*market)
     np.testing.assert_array_equal(A, ipfl.clear_exact(*market))
     np.testing.assert_array_equal(P, -P.T)
     assert (platform <= 1e-12).all()
