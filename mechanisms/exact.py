@@ -137,10 +137,11 @@ Why the answer is exact. g is increasing and concave, so:
       stay >= 0). With lambda = L' at the best set found on that side in the last round
       (0 if none), the bound is tight where L' is near lambda. The first lattice puts
       1024 steps in the largest flip; each side's next is 2 to 4 times finer (more for a
-      larger gap), or the same once when lambda moved by more than a quarter, until the
-      search's best state, offered the cheapest sets of the 8 cells with the lowest bounds
-      each time, is within ``tol`` of both bounds. Later tables look only at pools where a
-      cell's bound beat the best state. The search goes first for 2^16 states, again between
+      larger gap), or the same once when lambda moved by more than a quarter and the gap
+      exceeds 4 tol (closer, a finer lattice gains more), until the search's best state,
+      offered the cheapest sets of the 8 cells with the lowest bounds each time, is within
+      ``tol`` of both bounds. Later tables look only at pools where a cell's bound beat the
+      best state. The search goes first for 2^16 states, again between
       rounds for a share of their cells, and alone once a round would exceed 2^30 cells.
       When all flips together cost at most 2^12 tol (prices per sample tied to within about
       1e-7 in the markets measured), a set's pool matters more than which flips it pays
@@ -281,6 +282,7 @@ _FINER = 1 / 4  # 3i's next lattice is at least this fraction of the last
 _ROUNDED_SHARE = 1 / 512  # flip-search states per cell of a round of 3i's tables, after it
 _ROUNDED_CELLS = 1 << 30  # 3i's largest round of tables
 _SLOPE_MOVE = 0.25  # 3i keeps a lattice once when the slope moves by more than this share
+_SLOPE_GAP = 4  # and the side's gap exceeds this many tol
 _ROUNDED_FIRST = 1 << 16  # flip-search states before 3i's first tables
 _POLISHED_COSTS = 1 << 12  # 3i polishes best states when all flips cost at most this many tol
 _POLISHED_CELLS = 1 << 26  # and then also the set of the lowest bound of a table this large
@@ -923,7 +925,8 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
             gaps[i] = search.best - bound
             # the bound's rounding: tol / 2 for the costs, the rest about step squared
             excess = max(gaps[i] - 0.5 * core.tol, core.tol)
-            redone[i] = abs(slopes[i] - slope) > _SLOPE_MOVE * abs(slopes[i]) and not redone[i]
+            moved = abs(slopes[i] - slope) > _SLOPE_MOVE * abs(slopes[i])
+            redone[i] = moved and not redone[i] and excess > _SLOPE_GAP * core.tol
             if not redone[i]:  # else a new slope may settle the side on the same lattice
                 steps[i] *= min(max(math.sqrt(0.45 * core.tol / excess), _FINER), 0.5)
         sides = [i for i in sides if gaps[i] > core.tol]
