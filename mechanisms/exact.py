@@ -200,7 +200,7 @@ search alone took minutes, and a round at m = 200 of buyers that all need 3i tak
 lets a round at m = 200 with ties to 1e-9 finish in about 10 s (each buyer ran on for over
 10 s without it), and, polishing the sets of the lowest bounds of large tables too, one with
 ties to 1e-8 for every buyer in about 66 s (0.3 s per buyer; 223 s before); with ties to
-1e-7 for every buyer a round takes about 8 minutes (2.4 s per buyer, where the tables need
+1e-7 for every buyer a round takes about 7 minutes (2.1 s per buyer, where the tables need
 lattices of a hundredth of a sample).
 Integer sizes spread over four to eight orders of magnitude with prices per sample tied to
 about 1e-3 (a posted price with a small heterogeneity charge, every model offered, 8 to 200
