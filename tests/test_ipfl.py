@@ -414,12 +414,14 @@ def test_exact_is_fast_and_exact_with_few_distinct_sizes():
 def test_flip_table_equals_brute_force(monkeypatch, small):
     # no few-sizes shortcut, no depth-first search, and a flip search that hands over at once;
     # small tables go first (choices kept as bools), or every table is treated as large:
-    # the meet-in-the-middle search supplies the first state and choices are packed in bits
+    # the meet-in-the-middle search supplies the first state and choices are packed in bits,
+    # each flip updating blocks of 8 cells
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_SEARCH_SHARE", 0.0)):
         monkeypatch.setattr(exact, name, value)
     if not small:
         for name in ("_SMALL_CELLS", "_NEAR_CELLS", "_LOOSE_CELLS"):
             monkeypatch.setattr(exact, name, -1)
+        monkeypatch.setattr(exact, "_BLOCK_CELLS", 8)
     tables = []  # per flip table: whether it took integral sizes first on their lattice
     solve = exact._cost_table
     monkeypatch.setattr(exact, "_cost_table", lambda core, plan, **kwargs:
