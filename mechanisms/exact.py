@@ -83,8 +83,8 @@ Why the answer is exact. g is increasing and concave, so:
       bits) that holds every sum within the loss: its best set is within tol / 4 of the
       best, and the exact sums through each flip, kept, trace that set back. Tables of
       over 2^22 cells keep instead one bit per cell (where the sum through the flip wins),
-      and each flip updates them in blocks of 2^16 cells, which stay in cache: twice as
-      fast as whole passes once a table is wider than the cache.
+      and a flip whose cells take over 1 MB updates them in blocks of 256 kB, which stay
+      in cache: twice as fast as whole passes over such wide tables.
    e. Every flip free (prices per sample tie exactly, on a lattice): the best set reaches
       the reachable pool nearest n0, below or above (L is convex), a subset-sum question
       answered by tables of bits (one integer per flip, shifted and or-ed). The narrow
@@ -255,7 +255,8 @@ _CELLS = 1 << 28  # largest flip table (flippable sellers x pool changes in latt
 _SMALL_CELLS = 1 << 21  # flip tables this small go before the flip search
 _NEAR_CELLS = 1 << 19  # a table of alternating flips this small supplies the first state
 _LOOSE_CELLS = 1 << 22  # larger flip tables record their choices packed, one bit per cell
-_BLOCK_CELLS = 1 << 16  # and update this many cells at a time (a multiple of 8)
+_CACHED_BYTES = 1 << 20  # and update a flip's cells at once when they take at most this,
+_BLOCK_BYTES = 1 << 18  # else in blocks of this many bytes (a multiple of 8 cells)
 _SEARCH_SHARE = 1 / 256  # flip-search states per table cell before the table takes over
 # (a state takes about as long as 250 flip-table cells)
 _BITS = 1 << 28  # largest table of free flips (one bit per cell)
@@ -665,18 +666,21 @@ def _subset_sums(move: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return total, cost
 
 
+@functools.lru_cache(maxsize=4)
 def _subset_members(n: int) -> tuple[np.ndarray, np.ndarray]:
     """The members a, b of the empty set, the singletons and the pairs of n items ((k,) int
-    rows; -1 for none)."""
+    rows; -1 for none); read-only, and remembered for the last few n."""
     i, j = np.triu_indices(n, 1)
-    return (np.concatenate([[-1], np.arange(n), i]),
-            np.concatenate([np.full(n + 1, -1), j]))
+    first = np.concatenate([[-1], np.arange(n), i])
+    second = np.concatenate([np.full(n + 1, -1), j])
+    first.flags.writeable = second.flags.writeable = False
+    return first, second
 
 
-def _small_subsets(move: np.ndarray, w: np.ndarray, members=None):
+def _small_subsets(move: np.ndarray, w: np.ndarray):
     """Pool change and flip cost of the empty set, the singletons and the pairs of items,
-    and the members of each (see :func:`_subset_members`, `members` if given)."""
-    first, second = _subset_members(move.size) if members is None else members
+    and the members of each (see :func:`_subset_members`)."""
+    first, second = _subset_members(move.size)
     move, w = np.append(move, 0.0), np.append(w, 0.0)  # index -1: no member
     return move[first] + move[second], w[first] + w[second], first, second
 
@@ -782,38 +786,45 @@ def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[flo
     what the state lacks; repeated while it helps. Returns (loss, flipped sellers)."""
     flipped = np.zeros(core.w.size, dtype=bool)
     flipped[flips] = True
-    best, members = core.flip_loss(flipped), _subset_members(candidates.size)
+    best = core.flip_loss(flipped)
     for _ in range(_POLISH_ROUNDS):
         sign = np.where(flipped[candidates], -1.0, 1.0)
         move, cost, first, second = _small_subsets(
-            sign * core.move[candidates], sign * core.w[candidates], members
+            sign * core.move[candidates], sign * core.w[candidates]
         )
         order = np.argsort(move)
         move, cost, first, second = move[order], cost[order], first[order], second[order]
         pool = core.n_r + core.move[flipped].sum()
         W = float(np.sum(core.w[flipped]))
-        at = np.searchsorted(move, core.n0 - pool - move)
-        near = np.clip(at[:, None] + np.arange(-1, 1), 0, move.size - 1)
-        near_first, near_second = first[near], second[near]
-        clash = (
-            (near_first == first[:, None]) | (near_first == second[:, None])
-        ) & (near_first >= 0) | (
-            (near_second == first[:, None]) | (near_second == second[:, None])
-        ) & (near_second >= 0)
+        at = np.searchsorted(move, (core.n0 - pool - move)[::-1])[::-1]  # (ascending keys
+        # search faster)
+        near = np.stack([np.maximum(at - 1, 0), np.minimum(at, move.size - 1)], axis=1)
         after = np.maximum(pool + move[:, None] + move[near], core.base)  # (only clashes
         # toggle a seller twice and can end below the base; they are dropped next)
-        total = W + cost[:, None] + cost[near] + core.loss(after)
-        total[clash] = np.inf
-        i, k = np.unravel_index(int(np.argmin(total)), total.shape)
-        if not total[i, k] < best:
+        total = (W + cost[:, None] + cost[near] + core.loss(after)).ravel()
+        at = int(np.argmin(total))
+        if _share_a_member(first, second, np.array([at // 2]), near.flat[[at]])[0]:
+            better = np.flatnonzero(total < best)
+            better = better[~_share_a_member(first, second, better // 2, near.flat[better])]
+            if not better.size:
+                break
+            at = int(better[np.argmin(total[better])])
+        if not total[at] < best:
             break
-        best = float(total[i, k])
-        for x in (first[i], second[i], first[near[i, k]], second[near[i, k]]):
+        best = float(total[at])
+        for x in (first[at // 2], second[at // 2], first[near.flat[at]], second[near.flat[at]]):
             if x >= 0:
                 flipped[candidates[x]] ^= True
         if best <= core.tol:
             break
     return best, np.flatnonzero(flipped)
+
+
+def _share_a_member(first: np.ndarray, second: np.ndarray, i: np.ndarray,
+                    j: np.ndarray) -> np.ndarray:
+    """Whether the subsets i and j (rows of :func:`_small_subsets`) share an item."""
+    a, b, c, d = first[i], second[i], first[j], second[j]
+    return ((c == a) | (c == b)) & (c >= 0) | ((d == a) | (d == b)) & (d >= 0)
 
 
 def _tails(core: _Core, seq: np.ndarray, grow: bool) -> list[tuple[float, float, float, float]]:
@@ -1857,7 +1868,7 @@ def _run(plan: _Plan, costs: np.ndarray, flips: slice, ratio: int, kept_before: 
 def _fill(cheapest: np.ndarray, run: _Run, kept: np.ndarray, packed: bool) -> None:
     """Takes the flips of `run` into `cheapest` (the least cost of every pool change),
     keeping each flip's sums through it in `kept` (or, `packed`, where they win; `kept`
-    then holds _BLOCK_CELLS scratch cells)."""
+    then holds scratch cells, at least _CACHED_BYTES and _BLOCK_BYTES)."""
     for first, n, at, u, cost in zip(run.firsts, run.lengths, run.offsets, run.moves,
                                      run.costs, strict=True):
         if packed:
@@ -1871,13 +1882,16 @@ def _fill(cheapest: np.ndarray, run: _Run, kept: np.ndarray, packed: bool) -> No
 def _packed_pass(cheapest: np.ndarray, first: int, n: int, u: int, cost: int,
                  scratch: np.ndarray) -> np.ndarray:
     """One flip (pool move `u`) over the `n` cells of `cheapest` from `first`: where the
-    sums through it win, one bit per cell. The cells go in blocks of _BLOCK_CELLS that stay
-    in cache (twice as fast as whole passes over large tables), taken against the move, so
-    that a block reads only cells the flip has not yet updated."""
+    sums through it win, one bit per cell. Cells taking more than _CACHED_BYTES go in
+    blocks of _BLOCK_BYTES that stay in cache (twice as fast as whole passes over such
+    tables), taken against the move, so that a block reads only cells the flip has not yet
+    updated."""
     won = np.empty((n + 7) // 8, dtype=np.uint8)
-    blocks = range(0, n, _BLOCK_CELLS)
+    size = cheapest.itemsize
+    block = _BLOCK_BYTES // size if n * size > _CACHED_BYTES else max(n, 1)
+    blocks = range(0, n, block)
     for a in reversed(blocks) if u > 0 else blocks:
-        b = min(a + _BLOCK_CELLS, n)
+        b = min(a + block, n)
         target = cheapest[first + a : first + b]
         via = np.add(cheapest[first + a - u : first + b - u], cost, out=scratch[: b - a])
         won[a // 8 : (b + 7) // 8] = np.packbits(via < target)
@@ -1977,7 +1991,7 @@ def _filled(core: _Core, plan: _Plan, exact: bool, w: np.ndarray | None = None) 
     runs.append(_run(plan, costs, slice(c, plan.items.size), 1, sum(runs[0].lengths) if c else 0))
     packed = plan.cells > _LOOSE_CELLS
     if packed:
-        kept = np.empty(_BLOCK_CELLS, dtype=costs.dtype)
+        kept = np.empty(max(_CACHED_BYTES, _BLOCK_BYTES) // costs.itemsize + 1, dtype=costs.dtype)
     else:
         kept = _reused(sum(sum(run.lengths) for run in runs), costs.dtype)
     cheapest = np.full(runs[0].stop - runs[0].start + 1, top, dtype=costs.dtype)

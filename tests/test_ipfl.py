@@ -415,13 +415,14 @@ def test_flip_table_equals_brute_force(monkeypatch, small):
     # no few-sizes shortcut, no depth-first search, and a flip search that hands over at once;
     # small tables go first (choices kept as bools), or every table is treated as large:
     # the meet-in-the-middle search supplies the first state and choices are packed in bits,
-    # each flip updating blocks of 8 cells
+    # each flip updating blocks of 64 bytes
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_SEARCH_SHARE", 0.0)):
         monkeypatch.setattr(exact, name, value)
     if not small:
         for name in ("_SMALL_CELLS", "_NEAR_CELLS", "_LOOSE_CELLS"):
             monkeypatch.setattr(exact, name, -1)
-        monkeypatch.setattr(exact, "_BLOCK_CELLS", 8)
+        monkeypatch.setattr(exact, "_CACHED_BYTES", 0)
+        monkeypatch.setattr(exact, "_BLOCK_BYTES", 64)
     tables = []  # per flip table: whether it took integral sizes first on their lattice
     solve = exact._cost_table
     monkeypatch.setattr(exact, "_cost_table", lambda core, plan, **kwargs:
@@ -920,6 +921,30 @@ def test_most_flips_is_the_largest_count_whose_cheapest_flips_fit(grow, shrink, 
     fitting = [i + j for i in range(caps[0] + 1) for j in range(caps[1] + 1)
                if grow[:i].sum() + shrink[:j].sum() <= spend * (1 + 1e-9)]
     assert exact._most_flips([np.cumsum(grow), np.cumsum(shrink)], caps, spend) == max(fitting)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(3, 40), st.sampled_from([0.0, 1e-9, 1e-3]))
+def test_polish_reports_the_loss_of_the_set_it_returns(seed, k, noise):
+    # two subsets of toggles that share a seller would toggle it twice (a set whose pool
+    # and cost the pairing miscounts): the local search never takes them, so its loss is
+    # the returned set's, and it never returns a worse set than it was given
+    rng = np.random.default_rng(seed)
+    sizes = rng.uniform(1000, 1010, k) if rng.random() < 0.5 else rng.integers(1, 50, k) * 1.0
+    n_own = 1000.0
+    fill = n_own + rng.uniform(0.2, 0.8) * sizes.sum()
+    prices = 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+    core = exact._Core(np.sqrt(5e5), n_own, sizes, prices)
+    flips = np.flatnonzero(rng.random(k) < 0.3)
+    candidates = np.sort(rng.choice(k, int(rng.integers(1, k + 1)), replace=False))
+    start = np.zeros(k, dtype=bool)
+    start[flips] = True
+    loss, flipped = exact._polish(core, flips, candidates)
+    mask = np.zeros(k, dtype=bool)
+    mask[flipped] = True
+    assert loss == pytest.approx(core.flip_loss(mask), rel=1e-9, abs=1e-3 * core.tol)
+    assert loss <= core.flip_loss(start)
+    assert not (mask != start)[np.setdiff1d(np.arange(k), candidates)].any()
 
 
 def test_rounded_tables_settle_flips_that_together_cost_a_few_tol(monkeypatch):
