@@ -796,8 +796,8 @@ def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[flo
         move, cost, first, second = move[order], cost[order], first[order], second[order]
         pool = core.n_r + core.move[flipped].sum()
         W = float(np.sum(core.w[flipped]))
-        at = np.searchsorted(move, (core.n0 - pool - move)[::-1])[::-1]  # (ascending keys
-        # search faster)
+        # the partners' keys descend along `move`: searched ascending, they search faster
+        at = np.searchsorted(move, (core.n0 - pool - move)[::-1])[::-1]
         near = np.stack([np.maximum(at - 1, 0), np.minimum(at, move.size - 1)], axis=1)
         after = np.maximum(pool + move[:, None] + move[near], core.base)  # (only clashes
         # toggle a seller twice and can end below the base; they are dropped next)
