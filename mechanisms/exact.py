@@ -1903,18 +1903,20 @@ def _trace(run: _Run, kept: np.ndarray, packed: bool, at: int, value: int,
            flips: list) -> tuple[int, int]:
     """Follows the cheapest cost `value` at index `at` back through the flips of `run`,
     appending those it took to `flips`: (index, value) before the run."""
-    for j in range(len(run.moves) - 1, -1, -1):
-        x = at - run.firsts[j]
-        if not 0 <= x < run.lengths[j]:
+    firsts, lengths, offsets, moves, costs = (run.firsts, run.lengths, run.offsets, run.moves,
+                                              run.costs)
+    for j in range(len(moves) - 1, -1, -1):
+        x = at - firsts[j]
+        if not 0 <= x < lengths[j]:
             continue
         if packed:
-            taken = run.won[j][x >> 3] >> (7 - (x & 7)) & 1
+            taken = run.won[j].item(x >> 3) >> (7 - (x & 7)) & 1
         else:  # the cheapest cost at x came through this flip
-            taken = kept[run.offsets[j] + x] == value
+            taken = kept.item(offsets[j] + x) == value
         if taken:
             flips.append(run.items[j])
-            at -= run.moves[j]
-            value -= run.costs[j]
+            at -= moves[j]
+            value -= costs[j]
     return at, value
 
 
