@@ -200,7 +200,7 @@ within 0.1 s but some take up to about 3 s (bands 0.2 % to 1 % wide, best sets o
 sellers, where many cheap flips make the rounding error of a set large), where the flip
 search alone took minutes, and a round at m = 200 of buyers that all need 3i takes about
 4 s. With prices per sample tied to within 1e-9 to 1e-7 in a band 1 % wide, the local search
-lets a round at m = 200 with ties to 1e-9 finish in about 10 s (each buyer ran on for over
+lets a round at m = 200 with ties to 1e-9 finish in about 8 s (each buyer ran on for over
 10 s without it), and, polishing the sets of the lowest bounds of large tables too, one with
 ties to 1e-8 for every buyer in about 40 s (0.2 s per buyer; 223 s before); with ties to
 1e-7 for every buyer a round takes about 3.5 minutes (1 s per buyer, where the tables need
