@@ -797,8 +797,8 @@ def _polish(core: _Core, flips: np.ndarray, candidates: np.ndarray) -> tuple[flo
         pool = core.n_r + core.move[flipped].sum()
         W = float(np.sum(core.w[flipped]))
         # the partners' keys descend along `move`: searched ascending, they search faster
-        at = np.searchsorted(move, (core.n0 - pool - move)[::-1])[::-1]
-        near = np.stack([np.maximum(at - 1, 0), np.minimum(at, move.size - 1)], axis=1)
+        above = np.searchsorted(move, (core.n0 - pool - move)[::-1])[::-1]
+        near = np.stack([np.maximum(above - 1, 0), np.minimum(above, move.size - 1)], axis=1)
         after = np.maximum(pool + move[:, None] + move[near], core.base)  # (only clashes
         # toggle a seller twice and can end below the base; they are dropped next)
         total = (W + cost[:, None] + cost[near] + core.loss(after)).ravel()
@@ -1993,7 +1993,7 @@ def _filled(core: _Core, plan: _Plan, exact: bool, w: np.ndarray | None = None) 
     runs.append(_run(plan, costs, slice(c, plan.items.size), 1, sum(runs[0].lengths) if c else 0))
     packed = plan.cells > _LOOSE_CELLS
     if packed:
-        kept = np.empty(max(_CACHED_BYTES, _BLOCK_BYTES) // costs.itemsize + 1, dtype=costs.dtype)
+        kept = _reused(max(_CACHED_BYTES, _BLOCK_BYTES) // costs.itemsize + 1, costs.dtype)
     else:
         kept = _reused(sum(sum(run.lengths) for run in runs), costs.dtype)
     cheapest = np.full(runs[0].stop - runs[0].start + 1, top, dtype=costs.dtype)
