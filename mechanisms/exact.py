@@ -203,8 +203,9 @@ search alone took minutes, and a round at m = 200 of buyers that all need 3i tak
 lets a round at m = 200 with ties to 1e-9 finish in about 8 s (each buyer ran on for over
 10 s without it), and, polishing the sets of the lowest bounds of large tables too, one with
 ties to 1e-8 for every buyer in about 40 s (0.2 s per buyer; 223 s before); with ties to
-1e-7 for every buyer a round takes about 3.5 minutes (1 s per buyer, where the tables need
-lattices of a hundredth of a sample; 7 minutes before tables were updated in blocks).
+1e-7 for every buyer a round takes about 4 minutes (1 to 1.3 s per buyer, where the tables
+need lattices of a hundredth of a sample; 6.5 to 7 minutes before tables were updated in
+blocks).
 Integer sizes spread over four to eight orders of magnitude with prices per sample tied to
 about 1e-3 (a posted price with a small heterogeneity charge, every model offered, 8 to 200
 imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer over 0.02 s
