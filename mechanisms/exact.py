@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is solved in one of ten ways, all exact:
+3. The core is solved in one of eleven ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, bounded by
       the continuous relaxation of the sellers not yet decided; of a node's two children
@@ -167,6 +167,19 @@ Why the answer is exact. g is increasing and concave, so:
       child with the higher bound first matters most here: it finds the best set early,
       and given that set's value the search proves it in a few hundred nodes; taking the
       seller in first needed about a hundred times as many nodes in the markets measured.
+   k. Every flip free, sizes near a decimal lattice: rounding each pool change to the
+      nearest multiple of 10^-k (k <= 3, the coarsest that works) moves them all together by
+      at most E, an eighth of that step (sizes moved off the lattice by float rounding,
+      such as float32 data, or by tiny noise). A table of bits over the rounded flips (the
+      ranges of 3d) gives the reachable lattice points next to n0, below and above, and a
+      set traced at each; any set's pool lies within E of a reachable point, so no set's
+      loss is below the least of L over those points' E-neighbourhoods (L is convex). When
+      a traced set's true loss is within ``tol`` of that bound, it is optimal. Tried before
+      3g off every lattice, and before the flip search when a binary lattice is too fine
+      for tables of bits (float32 sizes). A buyer among 120 sizes of 500 to 600 thousandths,
+      each moved by 2e-13 to 1e-7 of itself, ran on for over a minute without it (over ten
+      with 2e-13) and takes 2 ms; a round at m = 200 of such sizes stored in float32 takes
+      about 0.3 s, where each buyer ran on for over 20 s.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -185,27 +198,27 @@ spread sizes against all pairs of up to 120 others) and a local search (the best
 up to four sellers) look for a state within ``tol``, after which everything is pruned; with
 lattice sizes the rounded bound is attained exactly. On a lattice, exact ties go to the
 tables of bits (3e) and near ties to the flip table (3d); exact ties on integral sizes with
-a few others go to 3f, and on no lattice to 3g (near ties to 3h), and what those leave on no
-lattice to the rounded tables (3i). The problem contains subset sum (with all prices per
-sample equal, the best set is the one whose total size comes closest to the relaxation's
-pool), so no exact method is fast on every input. The slowest known inputs are sizes in a
-narrow band (all within 10 % of each other) with prices per sample tied to within 1e-12 to
-1e-3: about 2 to 4 ms per buyer for integer sizes (under a second per round at m = 200), and
-about 2 to 5 ms when a tenth of them are 1.3 times an integer (tables on the lattice of 0.1,
-the integral sizes first on theirs). Sizes of that kind on no decimal lattice have no exact
-table: when n0 lies near the least or the most that the best sets' number of sellers can
-reach, 3h settles a buyer within about 0.1 s (a round at m = 200 took 0.3 to 2 s, where the
-flip search alone took 50 to 95 s); otherwise the rounded tables of 3i settle most buyers
-within 0.1 s but some take up to about 3 s (bands 0.2 % to 1 % wide, best sets of 50 to 115
-sellers, where many cheap flips make the rounding error of a set large), where the flip
-search alone took minutes, and a round at m = 200 of buyers that all need 3i takes about
-4 s. With prices per sample tied to within 1e-9 to 1e-7 in a band 1 % wide, the local search
-lets a round at m = 200 with ties to 1e-9 finish in about 8 s (each buyer ran on for over
-10 s without it), and, polishing the sets of the lowest bounds of large tables too, one with
-ties to 1e-8 for every buyer in about 40 s (0.2 s per buyer; 223 s before); with ties to
-1e-7 for every buyer a round takes about 4 minutes (1 to 1.3 s per buyer, where the tables
-need lattices of a hundredth of a sample; 6.5 to 7 minutes before tables were updated in
-blocks).
+a few others go to 3f, near a decimal lattice to 3k, and on no lattice to 3g (near ties to
+3h), and what those leave on no lattice to the rounded tables (3i). The problem contains
+subset sum (with all prices per sample equal, the best set is the one whose total size
+comes closest to the relaxation's pool), so no exact method is fast on every input. The
+slowest known inputs are sizes in a narrow band (all within 10 % of each other) with prices
+per sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer for integer sizes (under
+a second per round at m = 200), and about 2 to 5 ms when a tenth of them are 1.3 times an
+integer (tables on the lattice of 0.1, the integral sizes first on theirs). Sizes of that
+kind on no decimal lattice have no exact table: when n0 lies near the least or the most
+that the best sets' number of sellers can reach, 3h settles a buyer within about 0.1 s (a
+round at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s); otherwise
+the rounded tables of 3i settle most buyers within 0.1 s but some take up to about 3 s
+(bands 0.2 % to 1 % wide, best sets of 50 to 115 sellers, where many cheap flips make the
+rounding error of a set large), where the flip search alone took minutes, and a round at
+m = 200 of buyers that all need 3i takes about 4 s. With prices per sample tied to within
+1e-9 to 1e-7 in a band 1 % wide, the local search lets a round at m = 200 with ties to 1e-9
+finish in about 8 s (each buyer ran on for over 10 s without it), and, polishing the sets
+of the lowest bounds of large tables too, one with ties to 1e-8 for every buyer in about
+40 s (0.2 s per buyer; 223 s before); with ties to 1e-7 for every buyer a round takes about
+4 minutes (1 to 1.3 s per buyer, where the tables need lattices of a hundredth of a sample;
+6.5 to 7 minutes before tables were updated in blocks).
 Integer sizes spread over four to eight orders of magnitude with prices per sample tied to
 about 1e-3 (a posted price with a small heterogeneity charge, every model offered, 8 to 200
 imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer over 0.02 s
@@ -269,6 +282,7 @@ _NARROW_GAIN = 4  # that table goes first when the full one has this many times 
 _OFF_LATTICE, _PAIRS = 32, 1 << 16  # free flips off the others' lattice: at most 32, and
 # at most this many of their sets paired one by one
 _OFF_STATES = 16  # search states per seller before the free flips off the lattice are tried
+_NEAR_SHARE = 1 / 8  # step 3k: rounding onto its lattice moves all pools by at most this share
 _AT_ONCE = 2  # their sets are paired at once when at most this many times a half's subsets
 _CHUNK = 8192  # else, sets paired by the bound are tried this many at a time
 _SNAP = 2.0**-44  # sizes this close (relative) to a decimal lattice are moved onto it
@@ -872,7 +886,7 @@ def _flipped(core: _Core, flips: np.ndarray) -> np.ndarray:
 
 def _flips(core: _Core) -> np.ndarray:
     """The flips of an optimal set: the flip tables on a size lattice (3d, 3e), the free
-    flips off the lattice (3f, 3g), or else the flip search."""
+    flips off the lattice (3f, 3k, 3g), or else the flip search."""
     if core.step and not core.w.any():
         return _free_flips(core)
     if core.step:
@@ -885,6 +899,8 @@ def _flips(core: _Core) -> np.ndarray:
             if search.attempt(core.w.size * _OFF_STATES):
                 return search.best_flips
             found = _off_lattice(core, search.best)
+        if found is None:
+            found = _near_lattice(core, search.best)
         if found is None:
             found = _few_members(core, search)
     if found is not None:
@@ -1080,7 +1096,8 @@ def _narrowed(core: _Core, search: _Search, near: _Plan, plan: _Plan) -> _Plan:
 def _free_flips(core: _Core) -> np.ndarray:
     """Step 3e of the module docstring, every flip free: tables of bits, the narrow one of
     alternating flips first (it decides when it reaches the best lattice point next to n0).
-    When they are large, the flip search goes first with a share of their time."""
+    When they are large, step 3k is tried, and then the flip search goes first with a share
+    of their time."""
     near = _alternating(core, 0.0, core.w.size, phased=False)
     quick = near.bits <= min(_QUICK_BITS, _BITS)
     flips = _bit_table(core, near, bounded=True) if quick else None
@@ -1089,6 +1106,9 @@ def _free_flips(core: _Core) -> np.ndarray:
     plan = _ranged(core, float(core.loss(core.n_r)), bits=True)
     cells = min(near.bits, plan.bits)
     search = _started_search(core) if cells > _QUICK_BITS else None
+    found = _near_lattice(core, search.best) if search else None  # sizes in float32, say
+    if found is not None:
+        return found[1] if found[0] < search.best else search.best_flips
     if search and search.attempt(cells * _SEARCH_SHARE / _BIT_GAIN):
         return search.best_flips
     if not quick and near.bits <= _BITS:
@@ -1388,6 +1408,44 @@ def _bit_table(core: _Core, plan: _Plan, bounded: bool = False) -> np.ndarray | 
     if bounded and loss(at) > min(loss(near), loss(near + 1)):
         return None
     return _traced(reach[:-1], plan.items, plan.move, at)
+
+
+def _near_step(move: np.ndarray) -> float:
+    """The coarsest lattice 10^-k (k <= 3, times the gcd of the pool changes in its units)
+    that rounding every pool change onto moves them all together by at most _NEAR_SHARE of
+    it, or 0 when there is none (a pool change would round to 0)."""
+    for k in range(4):
+        units = np.rint(move * 10.0**k)
+        if (units.all() and np.abs(units).sum() < 2.0**52
+                and np.abs(move * 10.0**k - units).sum() <= _NEAR_SHARE):
+            return float(np.gcd.reduce(np.abs(units).astype(np.int64))) / 10.0**k
+    return 0.0
+
+
+def _near_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
+    """Step 3k of the module docstring: every flip free, sizes near a decimal lattice.
+    Returns (loss, flips) of the set traced at the reachable lattice point nearest n0 below
+    or above, when no set can beat it by more than ``tol`` or beat `loss` at all; else
+    None (also when the sizes' own lattice is as coarse: 3e applies)."""
+    step = _near_step(core.move)
+    if step <= core.step:
+        return None
+    near = core.rounded(step, np.rint)
+    plan = _ranged(near, loss, bits=True)  # every set with a loss of at most `loss`
+    if plan.bits > _BITS:
+        return None
+    off = float(np.abs(core.move - near.units(np.arange(core.move.size)) * step).sum())
+    reach = _reach_bits(plan.move, plan.start, plan.stop)
+    split = min(max(near.below_n0() - plan.start, -1), plan.stop - plan.start)  # last <= n0
+    below = reach[-1] & ((2 << split) - 1) if split >= 0 else 0
+    above = reach[-1] >> (split + 1) << (split + 1)
+    bound, best = loss, (np.inf, np.zeros(0, dtype=np.int64))
+    for at in (x.bit_length() - 1 for x in (below, above & -above) if x):
+        pool = core.n_r + (at + plan.start) * step  # a set there has its pool within `off`
+        bound = min(bound, float(core.loss(min(max(core.n0, pool - off), pool + off))))
+        flips = _traced(reach[:-1], plan.items, plan.move, at)
+        best = min(best, (core.flip_loss(flips), flips), key=lambda found: found[0])
+    return best if best[0] <= bound + core.tol else None
 
 
 def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:

@@ -1062,6 +1062,89 @@ def test_exact_is_fast_and_exact_when_tied_sizes_lie_on_no_lattice(monkeypatch):
                           relaxed_value(K, n_own, sizes.sum(), 1e-3))
 
 
+@pytest.mark.parametrize(("m", "width", "noise", "seed", "steps"), [
+    (120, 100, 0.0, 1, {"_near_lattice"}),
+    (80, 10, 0.0, 0, {"_near_lattice"}),
+    (80, 10, 1e-9, 0, {"_listed_members", "_rounded_flips", "_polish"}),
+    (80, 100, 1e-6, 1, {"_listed_members", "_rounded_flips"}),
+])
+def test_sizes_just_off_a_lattice_reach_the_knapsack_optimum_on_it(monkeypatch, m, width, noise,
+                                                                  seed, steps):
+    # sizes of 500 to 600 thousandths, each moved off that lattice by up to 2e-13 of itself
+    # (more than the snap onto it), so steps 3h, 3i and 3k decide, unpatched, at their
+    # natural sizes; a knapsack table on the lattice gives the best value within what the
+    # moves change it (g' times the pool's move). With every flip free, the first market
+    # ran for minutes before 3k.
+    taken = set()
+
+    def noted(step):
+        solve = getattr(exact, step)
+        return lambda *args: taken.add(step) or solve(*args)
+
+    for step in ("_few_members", "_listed_members", "_rounded_flips", "_polish", "_near_lattice"):
+        monkeypatch.setattr(exact, step, noted(step))
+    rng = np.random.default_rng(seed)
+    units = rng.integers(500, 501 + width, m)
+    sizes = units * 1e-3 * (1 + 2e-13 * rng.uniform(-1, 1, m))
+    K, n_own = 1e4, float(rng.uniform(0.25, 1.0))
+    pool = n_own + 0.3 * sizes.sum()
+    prices = 0.5 * np.sqrt(K) * pool**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, m))
+    chosen = within_cpu_seconds(1.0, ipfl.best_import_set, K, n_own, sizes, prices)
+    got = ipfl.import_value(K, n_own, sizes, prices, chosen)
+    cheapest = np.full(units.sum() + 1, np.inf)
+    cheapest[0] = 0.0
+    for size, price in zip(units, prices, strict=True):
+        cheapest[size:] = np.minimum(cheapest[size:], cheapest[:-size] + price)
+    values = ipfl.gain(K, n_own, n_own + np.arange(cheapest.size) * 1e-3) - cheapest
+    best, at = float(values.max()), int(np.argmax(values))
+    moved = 0.5 * np.sqrt(K) * (n_own + at * 1e-3) ** -1.5 * np.abs(sizes - units * 1e-3).sum()
+    tol = exact.TOL_REL * np.sqrt(K / n_own)
+    assert best - moved - tol <= got <= best + moved + tol
+    assert taken == steps
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_free_flips_near_a_decimal_lattice_equal_brute_force(monkeypatch, seed):
+    # every flip free, sizes near multiples of 10^-k: moved off them by 1e-13 to 1e-4 of
+    # themselves (on no lattice), or rounded to float32 (on a binary lattice too fine for
+    # tables of bits); step 3k certifies the set at the reachable lattice point nearest n0
+    # when the moves (all together) cannot bring another set within tol of it, else gives way
+    certified, near = [], exact._near_lattice
+    monkeypatch.setattr(exact, "_near_lattice", lambda *args: certified.append(near(*args)) or
+                        certified[-1])
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        k = int(rng.integers(16, 19))
+        units = rng.integers(*rng.choice([(2, 4), (5, 16), (50, 61), (500, 601), (5000, 5011)]), k)
+        moved = float(rng.choice([1e-13, 1e-11, 1e-9, 1e-7, 1e-5, 1e-4]))
+        sizes = units * 10.0 ** -int(rng.integers(0, 4))
+        sizes = (sizes.astype(np.float32).astype(np.float64) if rng.random() < 0.5
+                 else sizes * (1 + moved * rng.uniform(-1, 1, k)))
+        K, n_own = float(rng.choice([1e3, 5e5, 1e8])), float(sizes.mean() * rng.uniform(0.05, 3))
+        pool = n_own + rng.uniform(0.05, 0.95) * sizes.sum()
+        prices = 0.5 * np.sqrt(K) * pool**-1.5 * sizes
+        chosen = ipfl.best_import_set(K, n_own, sizes, prices)
+        got = ipfl.import_value(K, n_own, sizes, prices, chosen)
+        best = all_subset_values(K, n_own, sizes, prices).max()
+        tol = exact.TOL_REL * (np.sqrt(K / n_own) + prices.sum())  # at least the solver's
+        assert got == pytest.approx(best, rel=0, abs=tol)
+    decided = [found is not None for found in certified]
+    assert 10 < sum(decided) < len(decided)  # it certifies many, and gives way to others
+
+
+def test_exact_is_fast_when_sizes_in_float32_tie_in_price_per_sample():
+    # sizes in thousands of samples, stored in float32: a binary lattice of 2^-24 or so, far
+    # too fine for tables of bits, so every buyer ran on for over 20 s in the flip search;
+    # step 3k settles them on the decimal lattice the sizes lie near
+    m = 200
+    rng = np.random.default_rng(5)
+    N = (rng.integers(500, 601, m) / 1000).astype(np.float32).astype(np.float64)
+    market = (N, 1e-3 * N, np.full(m, 0.02), np.zeros((m, m)), 1.0)
+    A = within_cpu_seconds(1.0, ipfl.clear_exact, *market)
+    assert ipfl.welfare(A, *market) >= ipfl.welfare(ipfl.clear(*market), *market) - 1e-12
+    assert 20 < A.sum(axis=1).mean() < 40
+
+
 def test_exact_is_fast_when_tied_sizes_in_a_band_one_percent_wide_fill_large_sets():
     # sizes from 1000 to 1010 and best sets of 84 sellers, too many to pair: the search did
     # not finish in minutes; the 84 sellers nearest the mean size, polished, reach the
