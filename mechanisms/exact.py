@@ -893,7 +893,9 @@ def _flips(core: _Core) -> np.ndarray:
         return _table_flips(core)
     search, found = _started_search(core), None
     if core.w.any():
-        found = _listed_members(core, search)
+        found = _near_lattice(core, search.best + core.tol)
+        if found is None:
+            found = _listed_members(core, search)
     else:
         if 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
             if search.attempt(core.w.size * _OFF_STATES):
@@ -1063,6 +1065,9 @@ def _table_flips(core: _Core) -> np.ndarray:
     if gain and early:
         plan = _narrowed(core, search, near, plan)
     if plan.cells > _SMALL_CELLS:
+        found = _near_lattice(core, search.best + core.tol)  # sizes in float32, say
+        if found is not None:
+            return found[1] if found[0] < search.best else search.best_flips
         flips = _depth_first_flips(core, int(plan.cells * _DEPTH_SHARE))
         if flips is not None:
             return flips
@@ -1423,29 +1428,62 @@ def _near_step(move: np.ndarray) -> float:
 
 
 def _near_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
-    """Step 3k of the module docstring: every flip free, sizes near a decimal lattice.
-    Returns (loss, flips) of the set traced at the reachable lattice point nearest n0 below
-    or above, when no set can beat it by more than ``tol`` or beat `loss` at all; else
-    None (also when the sizes' own lattice is as coarse: 3e applies)."""
+    """Step 3k of the module docstring: sizes near a decimal lattice. Returns (loss, flips)
+    of a set no set can beat by more than ``tol`` (or beat `loss` at all), else None (also
+    when the sizes' own lattice is as coarse: 3d and 3e apply)."""
     step = _near_step(core.move)
     if step <= core.step:
         return None
     near = core.rounded(step, np.rint)
-    plan = _ranged(near, loss, bits=True)  # every set with a loss of at most `loss`
-    if plan.bits > _BITS:
-        return None
-    off = float(np.abs(core.move - near.units(np.arange(core.move.size)) * step).sum())
+    plan = _ranged(near, loss, bits=not core.w.any())  # every set of loss at most `loss`
+    moved = np.abs(core.move - near.units(np.arange(core.move.size)) * step)[plan.items]
+    off = float(np.sort(moved)[::-1][: plan.most].sum())  # what rounding moves any set's pool
+    if not core.w.any():
+        found, bound = _near_free(core, near, plan, off) if plan.bits <= _BITS else (None, 0.0)
+    else:  # the plan keeps all flips costing up to `loss` only when n0 lies within its reach
+        costly = plan.cells <= _CELLS and plan.budget >= loss
+        found, bound = _near_costly(core, near, plan, off) if costly else (None, 0.0)
+    return found if found is not None and found[0] <= min(bound, loss) + core.tol else None
+
+
+def _near_free(core: _Core, near: _Core, plan: _Plan, off: float) -> tuple[tuple, float]:
+    """Step 3k with every flip free: the best of the sets traced at the reachable lattice
+    points next to n0, below and above, as (loss, flips), and the least loss any set
+    reaching a point of the plan can have (its pool lies within `off` of that point)."""
     reach = _reach_bits(plan.move, plan.start, plan.stop)
-    split = min(max(near.below_n0() - plan.start, -1), plan.stop - plan.start)  # last <= n0
+    split = min(max(near.below_n0() - plan.start, -1), plan.stop - plan.start)
     below = reach[-1] & ((2 << split) - 1) if split >= 0 else 0
     above = reach[-1] >> (split + 1) << (split + 1)
-    bound, best = loss, (np.inf, np.zeros(0, dtype=np.int64))
+    bound, best = np.inf, None
     for at in (x.bit_length() - 1 for x in (below, above & -above) if x):
-        pool = core.n_r + (at + plan.start) * step  # a set there has its pool within `off`
+        pool = core.n_r + (at + plan.start) * near.step
         bound = min(bound, float(core.loss(min(max(core.n0, pool - off), pool + off))))
         flips = _traced(reach[:-1], plan.items, plan.move, at)
-        best = min(best, (core.flip_loss(flips), flips), key=lambda found: found[0])
-    return best if best[0] <= bound + core.tol else None
+        if best is None or core.flip_loss(flips) < best[0]:
+            best = (core.flip_loss(flips), flips)
+    return best, bound
+
+
+def _near_costly(core: _Core, near: _Core, plan: _Plan, off: float) -> tuple[tuple, float]:
+    """Step 3k with flip costs: the flip table of the rounded flips; the best of the sets
+    traced at its least total and at its least bound, as (loss, flips), and the least loss
+    any set ending in the table's final range can have (its cost is at least its cell's
+    less tol / 4, and its pool lies within `off` of the cell's)."""
+    table = _filled(near, plan, exact=True)
+    first, last = table.ends
+    cells = np.arange(first, last + 1)
+    cells = cells[table.cheapest[cells] < table.top]
+    if not cells.size:
+        return None, np.inf
+    pools = core.n_r + (cells + table.start) * near.step
+    costs = table.cheapest[cells] * table.unit
+    bounds = costs - core.tol / 4 + core.loss(np.clip(core.n0, pools - off, pools + off))
+    best = None
+    for at in {int(cells[np.argmin(costs + core.loss(pools))]), int(cells[np.argmin(bounds)])}:
+        flips = _table_trace(table, at)
+        if best is None or core.flip_loss(flips) < best[0]:
+            best = (core.flip_loss(flips), flips)
+    return best, float(bounds.min())
 
 
 def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
