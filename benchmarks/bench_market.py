@@ -9,12 +9,12 @@
    some of them misreported by a factor 1.3, or 32 of them by random factors (sizes on no
    lattice), sizes on no lattice at all in narrow bands with prices per sample tied exactly
    or to 1e-9 to 1e-4 (the slowest known kind), and sizes in thousands stored in float32
-   (near a decimal lattice) with prices per sample tied, timed next to greedy clearing; a
-   posted-price market at m = 200 with sizes over six orders of magnitude, with the large
-   models offered and with every model offered, the posted-price market without
-   heterogeneity charge (lam = 0) at m = 50, and VCG next to exact clearing with prices per
-   sample tied exactly at m = 200 (a solve without each imported seller, unless
-   replacements settle it).
+   (near a decimal lattice) with prices per sample tied exactly or to 1e-6, timed next to
+   greedy clearing; a posted-price market at m = 200 with sizes over six orders of
+   magnitude, with the large models offered and with every model offered, the posted-price
+   market without heterogeneity charge (lam = 0) at m = 50, and VCG next to exact clearing
+   with prices per sample tied exactly at m = 200 (a solve without each imported seller,
+   unless replacements settle it).
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 
@@ -154,8 +154,11 @@ def tie_benchmarks() -> None:
                          (N, cost, np.full(200, 2.51e5), np.zeros((200, 200)), LAM), 1)
     N = (np.random.default_rng(5).integers(500, 601, 200) / 1000).astype(np.float32)
     N = N.astype(np.float64)  # near thousandths, on a binary lattice too fine for tables
-    exact_next_to_greedy("float32_sizes m=200 sizes=float32(500..600/1000) K=0.02 cost=1e-3*N",
-                         (N, 1e-3 * N, np.full(200, 0.02), np.zeros((200, 200)), LAM))
+    for noise in (0.0, 1e-6):
+        cost = 1e-3 * N * (1 + noise * np.random.default_rng(1).uniform(-1, 1, 200))
+        exact_next_to_greedy(f"float32_sizes m=200 sizes=float32(500..600/1000) K=0.02 "
+                             f"cost=1e-3*N noise={noise}",
+                             (N, cost, np.full(200, 0.02), np.zeros((200, 200)), LAM))
     rng = np.random.default_rng(1)  # heavy-tailed sizes, near ties for large buyers
     N = np.rint(10 ** rng.uniform(1, 7, 200))
     D = rng.uniform(0, 1, (200, 200))

@@ -167,19 +167,26 @@ Why the answer is exact. g is increasing and concave, so:
       child with the higher bound first matters most here: it finds the best set early,
       and given that set's value the search proves it in a few hundred nodes; taking the
       seller in first needed about a hundred times as many nodes in the markets measured.
-   k. Every flip free, sizes near a decimal lattice: rounding each pool change to the
-      nearest multiple of 10^-k (k <= 3, the coarsest that works) moves them all together by
-      at most E, an eighth of that step (sizes moved off the lattice by float rounding,
-      such as float32 data, or by tiny noise). A table of bits over the rounded flips (the
-      ranges of 3d) gives the reachable lattice points next to n0, below and above, and a
-      set traced at each; any set's pool lies within E of a reachable point, so no set's
-      loss is below the least of L over those points' E-neighbourhoods (L is convex). When
-      a traced set's true loss is within ``tol`` of that bound, it is optimal. Tried before
-      3g off every lattice, and before the flip search when a binary lattice is too fine
-      for tables of bits (float32 sizes). A buyer among 120 sizes of 500 to 600 thousandths,
-      each moved by 2e-13 to 1e-7 of itself, ran on for over a minute without it (over ten
-      with 2e-13) and takes 2 ms; a round at m = 200 of such sizes stored in float32 takes
-      about 0.3 s, where each buyer ran on for over 20 s.
+   k. Sizes near a decimal lattice: rounding each pool change to the nearest multiple of
+      10^-k (k <= 3, the coarsest that works) moves them all together by at most an
+      eighth of that step (sizes moved off the lattice by float rounding, such as float32
+      data, or by tiny noise), and moves the pool of a set of at most `most` flips (the most
+      a set within the loss can have, as in 3d) by at most E, the sum of the `most` largest
+      such moves. The table over the rounded flips (the ranges of 3d; of bits when every
+      flip is free) gives every reachable lattice point's cheapest cost; a set reaching a
+      point has its pool within E of it and costs at least the point's cost (less tol / 4,
+      the table's rounding up of costs), so no set's loss is below the least, over the
+      points, of that cost plus L over the point's E-neighbourhood (L is convex). The sets
+      traced at the points of the least total and of the least bound (every flip free: the
+      reachable points next to n0, below and above) are the candidates; when the best of
+      them is within ``tol`` of that bound, it is optimal. Tried first off every lattice
+      (after 3f), and before the flip search and 3j when a binary lattice is too fine for
+      the tables (float32 sizes). A buyer among 120 sizes of 500 to 600 thousandths, each
+      moved by 2e-13 to 1e-7 of itself, prices per sample tied, ran on for over a minute
+      without it (over ten with 2e-13) and takes 2 ms; a round at m = 200 of such sizes
+      stored in float32 takes about 0.25 s with prices per sample tied exactly (each buyer
+      ran on for over 20 s before), and about 0.3 to 0.5 s with ties to 1e-9 to 1e-3
+      (about 5 s per buyer before with ties to 1e-9 or 1e-6, 0.4 s with 1e-3).
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -198,27 +205,27 @@ spread sizes against all pairs of up to 120 others) and a local search (the best
 up to four sellers) look for a state within ``tol``, after which everything is pruned; with
 lattice sizes the rounded bound is attained exactly. On a lattice, exact ties go to the
 tables of bits (3e) and near ties to the flip table (3d); exact ties on integral sizes with
-a few others go to 3f, near a decimal lattice to 3k, and on no lattice to 3g (near ties to
-3h), and what those leave on no lattice to the rounded tables (3i). The problem contains
-subset sum (with all prices per sample equal, the best set is the one whose total size
-comes closest to the relaxation's pool), so no exact method is fast on every input. The
-slowest known inputs are sizes in a narrow band (all within 10 % of each other) with prices
-per sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer for integer sizes (under
-a second per round at m = 200), and about 2 to 5 ms when a tenth of them are 1.3 times an
-integer (tables on the lattice of 0.1, the integral sizes first on theirs). Sizes of that
-kind on no decimal lattice have no exact table: when n0 lies near the least or the most
-that the best sets' number of sellers can reach, 3h settles a buyer within about 0.1 s (a
-round at m = 200 took 0.3 to 2 s, where the flip search alone took 50 to 95 s); otherwise
-the rounded tables of 3i settle most buyers within 0.1 s but some take up to about 3 s
-(bands 0.2 % to 1 % wide, best sets of 50 to 115 sellers, where many cheap flips make the
-rounding error of a set large), where the flip search alone took minutes, and a round at
-m = 200 of buyers that all need 3i takes about 4 s. With prices per sample tied to within
-1e-9 to 1e-7 in a band 1 % wide, the local search lets a round at m = 200 with ties to 1e-9
-finish in about 8 s (each buyer ran on for over 10 s without it), and, polishing the sets
-of the lowest bounds of large tables too, one with ties to 1e-8 for every buyer in about
-40 s (0.2 s per buyer; 223 s before); with ties to 1e-7 for every buyer a round takes about
-4 minutes (1 to 1.3 s per buyer, where the tables need lattices of a hundredth of a sample;
-6.5 to 7 minutes before tables were updated in blocks).
+a few others go to 3f, near a decimal lattice to 3k (near ties too), and on no lattice to
+3g (near ties to 3h), and what those leave on no lattice to the rounded tables (3i). The
+problem contains subset sum (with all prices per sample equal, the best set is the one
+whose total size comes closest to the relaxation's pool), so no exact method is fast on
+every input. The slowest known inputs are sizes in a narrow band (all within 10 % of each
+other) with prices per sample tied to within 1e-12 to 1e-3: about 2 to 4 ms per buyer for
+integer sizes (under a second per round at m = 200), and about 2 to 5 ms when a tenth of
+them are 1.3 times an integer (tables on the lattice of 0.1, the integral sizes first on
+theirs). Sizes of that kind on no decimal lattice have no exact table: when n0 lies near
+the least or the most that the best sets' number of sellers can reach, 3h settles a buyer
+within about 0.1 s (a round at m = 200 took 0.3 to 2 s, where the flip search alone took 50
+to 95 s); otherwise the rounded tables of 3i settle most buyers within 0.1 s but some take
+up to about 3 s (bands 0.2 % to 1 % wide, best sets of 50 to 115 sellers, where many cheap
+flips make the rounding error of a set large), where the flip search alone took minutes,
+and a round at m = 200 of buyers that all need 3i takes about 4 s. With prices per sample
+tied to within 1e-9 to 1e-7 in a band 1 % wide, the local search lets a round at m = 200
+with ties to 1e-9 finish in about 8 s (each buyer ran on for over 10 s without it), and,
+polishing the sets of the lowest bounds of large tables too, one with ties to 1e-8 for
+every buyer in about 40 s (0.2 s per buyer; 223 s before); with ties to 1e-7 for every
+buyer a round takes about 4 minutes (1 to 1.3 s per buyer, where the tables need lattices
+of a hundredth of a sample; 6.5 to 7 minutes before tables were updated in blocks).
 Integer sizes spread over four to eight orders of magnitude with prices per sample tied to
 about 1e-3 (a posted price with a small heterogeneity charge, every model offered, 8 to 200
 imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer over 0.02 s
@@ -1446,7 +1453,8 @@ def _near_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     return found if found is not None and found[0] <= min(bound, loss) + core.tol else None
 
 
-def _near_free(core: _Core, near: _Core, plan: _Plan, off: float) -> tuple[tuple, float]:
+def _near_free(core: _Core, near: _Core, plan: _Plan,
+               off: float) -> tuple[tuple[float, np.ndarray] | None, float]:
     """Step 3k with every flip free: the best of the sets traced at the reachable lattice
     points next to n0, below and above, as (loss, flips), and the least loss any set
     reaching a point of the plan can have (its pool lies within `off` of that point)."""
@@ -1454,17 +1462,15 @@ def _near_free(core: _Core, near: _Core, plan: _Plan, off: float) -> tuple[tuple
     split = min(max(near.below_n0() - plan.start, -1), plan.stop - plan.start)
     below = reach[-1] & ((2 << split) - 1) if split >= 0 else 0
     above = reach[-1] >> (split + 1) << (split + 1)
-    bound, best = np.inf, None
-    for at in (x.bit_length() - 1 for x in (below, above & -above) if x):
-        pool = core.n_r + (at + plan.start) * near.step
-        bound = min(bound, float(core.loss(min(max(core.n0, pool - off), pool + off))))
-        flips = _traced(reach[:-1], plan.items, plan.move, at)
-        if best is None or core.flip_loss(flips) < best[0]:
-            best = (core.flip_loss(flips), flips)
-    return best, bound
+    points = [x.bit_length() - 1 for x in (below, above & -above) if x]
+    pools = core.n_r + (np.array(points) + plan.start) * near.step
+    bound = float(core.loss(np.clip(core.n0, pools - off, pools + off)).min(initial=np.inf))
+    traced = [_traced(reach[:-1], plan.items, plan.move, at) for at in points]
+    return _least_loss(core, traced), bound
 
 
-def _near_costly(core: _Core, near: _Core, plan: _Plan, off: float) -> tuple[tuple, float]:
+def _near_costly(core: _Core, near: _Core, plan: _Plan,
+                 off: float) -> tuple[tuple[float, np.ndarray] | None, float]:
     """Step 3k with flip costs: the flip table of the rounded flips; the best of the sets
     traced at its least total and at its least bound, as (loss, flips), and the least loss
     any set ending in the table's final range can have (its cost is at least its cell's
@@ -1478,12 +1484,14 @@ def _near_costly(core: _Core, near: _Core, plan: _Plan, off: float) -> tuple[tup
     pools = core.n_r + (cells + table.start) * near.step
     costs = table.cheapest[cells] * table.unit
     bounds = costs - core.tol / 4 + core.loss(np.clip(core.n0, pools - off, pools + off))
-    best = None
-    for at in {int(cells[np.argmin(costs + core.loss(pools))]), int(cells[np.argmin(bounds)])}:
-        flips = _table_trace(table, at)
-        if best is None or core.flip_loss(flips) < best[0]:
-            best = (core.flip_loss(flips), flips)
-    return best, float(bounds.min())
+    points = {int(cells[np.argmin(costs + core.loss(pools))]), int(cells[np.argmin(bounds)])}
+    return _least_loss(core, [_table_trace(table, at) for at in points]), float(bounds.min())
+
+
+def _least_loss(core: _Core, sets: list[np.ndarray]) -> tuple[float, np.ndarray] | None:
+    """(loss, flips) of the set of flips with the least loss, or None when there is none."""
+    return min(((core.flip_loss(flips), flips) for flips in sets), key=lambda found: found[0],
+               default=None)
 
 
 def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
