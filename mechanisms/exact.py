@@ -158,18 +158,19 @@ Why the answer is exact. g is increasing and concave, so:
       the relaxation of the sellers not yet decided: for up to 4096 nodes after 3c when
       sizes span more than three magnitudes (largest over smallest), and before a flip
       table (3d) of more than 2^21 cells, with work in proportion to the table's (one node
-      per 16384 cells; a table beyond 2^28 cells, never built, counts as 2^28: with sizes
-      in float32, the lattice of 2^-24 made that work run for up to 0.4 s per buyer before
-      the rounded tables of 3i took 0.05 s). Once the large sellers are decided, the many
-      small ones fill the pool nearly continuously, so the bound nearly attains and prunes
-      (by price per sample, small and large sellers interleave, and each large one is
-      decided again under every choice of the small ones before it). When sizes span many
-      magnitudes, prices per sample may tie while flip costs do not, and it then settles in
-      a few hundred nodes buyers that the tables and the flip search took seconds for.
-      Taking the child with the higher bound first matters most here: it finds the best set
-      early, and given that set's value the search proves it in a few hundred nodes; taking
-      the seller in first needed about a hundred times as many nodes in the markets
-      measured.
+      per 16384 cells; 4096 nodes before a table beyond 2^28 cells, which is never built:
+      with sizes in float32 and prices per sample tied to 1e-2, the lattice of 2^-24 made
+      that work run for up to 0.4 s per buyer before the rounded tables of 3i took 0.05 s,
+      and a round at m = 200 now takes 3 s rather than 57 s). Once the large sellers are
+      decided, the many small ones fill the pool nearly continuously, so the bound nearly
+      attains and prunes (by price per sample, small and large sellers interleave, and each
+      large one is decided again under every choice of the small ones before it). When
+      sizes span many magnitudes, prices per sample may tie while flip costs do not, and it
+      then settles in a few hundred nodes buyers that the tables and the flip search took
+      seconds for. Taking the child with the higher bound first matters most here: it finds
+      the best set early, and given that set's value the search proves it in a few hundred
+      nodes; taking the seller in first needed about a hundred times as many nodes in the
+      markets measured.
    k. Sizes near a decimal lattice: rounding each pool change to the nearest multiple of
       10^-k (k <= 3, the coarsest that works) moves them all together by at most an
       eighth of that step (sizes moved off the lattice by float rounding, such as float32
@@ -1078,7 +1079,8 @@ def _table_flips(core: _Core) -> np.ndarray:
         found = _near_lattice(core, search.best + core.tol)  # sizes in float32, say
         if found is not None:
             return found[1] if found[0] < search.best else search.best_flips
-        flips = _depth_first_flips(core, int(min(plan.cells, _CELLS) * _DEPTH_SHARE))
+        flips = _depth_first_flips(core, int(plan.cells * _DEPTH_SHARE) if plan.cells <= _CELLS
+                                   else _WIDE_FIRST)
         if flips is not None:
             return flips
         later = gain and not early and near.cells <= _CELLS  # narrowed after the search

@@ -1154,6 +1154,30 @@ def test_exact_is_fast_when_sizes_in_float32_tie_in_price_per_sample(noise):
     assert 20 < A.sum(axis=1).mean() < 40
 
 
+def test_depth_first_search_before_a_table_never_built_gets_a_fixed_budget(monkeypatch):
+    # float32 sizes lie on a lattice of about 2^-24: with prices per sample tied to 1e-2
+    # (step 3k cannot settle them), their flip tables would exceed 2^28 cells by far, so the
+    # rounded tables decide; 3j before them took work in proportion to the table never
+    # built (up to 0.4 s per buyer, where 3i took 0.05 s) and now gets 4096 nodes
+    budgets, depth_first = [], exact._depth_first_flips
+    monkeypatch.setattr(exact, "_depth_first_flips", lambda core, budget: budgets.append(budget)
+                        or depth_first(core, budget))
+    m = 200
+    rng = np.random.default_rng(5)
+    N = (rng.integers(500, 601, m) / 1000).astype(np.float32).astype(np.float64)
+    cost = 1e-3 * N * (1 + 1e-2 * np.random.default_rng(1).uniform(-1, 1, m))
+    for i in range(3):
+        sizes, prices = np.delete(N, i), np.delete(cost, i)
+        chosen = within_cpu_seconds(0.2, ipfl.best_import_set, 0.02, N[i], sizes, prices)
+        got = ipfl.import_value(0.02, N[i], sizes, prices, chosen)
+        with monkeypatch.context() as patch:  # the rounded tables alone
+            patch.setattr(exact, "_depth_first_flips", lambda core, budget: None)
+            alone = ipfl.best_import_set(0.02, N[i], sizes, prices)
+        tol = exact.TOL_REL * (np.sqrt(0.02 / N[i]) + prices.sum())
+        assert got == pytest.approx(ipfl.import_value(0.02, N[i], sizes, prices, alone), abs=tol)
+    assert budgets and set(budgets) == {exact._WIDE_FIRST}
+
+
 def test_exact_is_fast_when_tied_sizes_in_a_band_one_percent_wide_fill_large_sets():
     # sizes from 1000 to 1010 and best sets of 84 sellers, too many to pair: the search did
     # not finish in minutes; the 84 sellers nearest the mean size, polished, reach the
