@@ -161,7 +161,7 @@ Why the answer is exact. g is increasing and concave, so:
       per 16384 cells; 4096 nodes before a table beyond 2^28 cells, which is never built:
       with sizes in float32 and prices per sample tied to 1e-2, the lattice of 2^-24 made
       that work run for up to 0.4 s per buyer before the rounded tables of 3i took 0.05 s,
-      and a round at m = 200 now takes 3 s rather than 57 s). Once the large sellers are
+      and a round at m = 200 now takes about 2.4 s rather than 57 s). Once the large sellers are
       decided, the many small ones fill the pool nearly continuously, so the bound nearly
       attains and prunes (by price per sample, small and large sellers interleave, and each
       large one is decided again under every choice of the small ones before it). When
@@ -172,25 +172,26 @@ Why the answer is exact. g is increasing and concave, so:
       nodes; taking the seller in first needed about a hundred times as many nodes in the
       markets measured.
    k. Sizes near a decimal lattice: rounding each pool change to the nearest multiple of
-      10^-k (k <= 3, the coarsest that works) moves them all together by at most an
-      eighth of that step (sizes moved off the lattice by float rounding, such as float32
-      data, or by tiny noise), and moves the pool of a set of at most `most` flips (the most
-      a set within the loss can have, as in 3d) by at most E, the sum of the `most` largest
-      such moves. The table over the rounded flips (the ranges of 3d; of bits when every
-      flip is free) gives every reachable lattice point's cheapest cost; a set reaching a
-      point has its pool within E of it and costs at least the point's cost (less tol / 4,
-      the table's rounding up of costs), so no set's loss is below the least, over the
-      points, of that cost plus L over the point's E-neighbourhood (L is convex). The sets
-      traced at the points of the least total and of the least bound (every flip free: the
-      reachable points next to n0, below and above) are the candidates; when the best of
-      them is within ``tol`` of that bound, it is optimal. Tried first off every lattice
-      (after 3f), and before the flip search and 3j when a binary lattice is too fine for
-      the tables (float32 sizes). A buyer among 120 sizes of 500 to 600 thousandths, each
-      moved by 2e-13 to 1e-7 of itself, prices per sample tied, ran on for over a minute
-      without it (over ten with 2e-13) and takes 2 ms; a round at m = 200 of such sizes
-      stored in float32 takes about 0.25 s with prices per sample tied exactly (each buyer
-      ran on for over 20 s before), and about 0.3 to 0.5 s with ties to 1e-9 to 1e-3
-      (about 5 s per buyer before with ties to 1e-9 or 1e-6, 0.4 s with 1e-3).
+      10^-k (k <= 3, the coarsest that works) moves them all together by at most an eighth
+      of that step (sizes moved off the lattice by float rounding, such as float32 data, or
+      by tiny noise), and moves the pool of a set of at most `most` flips (the most a set
+      within the loss can have, as in 3d) down by at most E- and up by at most E+, the sums
+      of the `most` largest such moves of each sign. The table over the rounded flips (the
+      ranges of 3d; of bits when every flip is free) gives every reachable lattice point's
+      cheapest cost; a set reaching a point has its pool within [-E-, E+] of it and costs
+      at least the point's cost (less tol / 4, the table's rounding up of costs), so no
+      set's loss is below the least, over the points, of that cost plus L over that
+      neighbourhood of the point (L is convex). The sets traced at the points of the least
+      total and of the least bound (every flip free: the reachable points next to n0, below
+      and above) are the candidates; when the best of them is within ``tol`` of that bound,
+      it is optimal. Tried first off every lattice (after 3f), and before the flip search
+      and 3j when a binary lattice is too fine for the tables (float32 sizes). A buyer
+      among 120 sizes of 500 to 600 thousandths, each moved by 2e-13 to 1e-7 of itself,
+      prices per sample tied, ran on for over a minute without it (over ten with 2e-13) and
+      takes 2 ms; a round at m = 200 of such sizes stored in float32 takes about 0.25 s
+      with prices per sample tied exactly (each buyer ran on for over 20 s before), and
+      about 0.3 to 0.6 s with ties to 1e-9 to 1e-3 (4 to 5 s per buyer before with ties to
+      1e-9 or 1e-6, 0.4 s with 1e-3).
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -1448,8 +1449,9 @@ def _near_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
         return None
     near = core.rounded(step, np.rint)
     plan = _ranged(near, loss, bits=not core.w.any())  # every set of loss at most `loss`
-    moved = np.abs(core.move - near.units(np.arange(core.move.size)) * step)[plan.items]
-    off = float(np.sort(moved)[::-1][: plan.most].sum())  # what rounding moves any set's pool
+    moved = np.sort((core.move - near.units(np.arange(core.move.size)) * step)[plan.items])
+    off = (float(-np.minimum(moved[: plan.most], 0.0).sum()),  # how far rounding moves a set's
+           float(np.maximum(moved[::-1][: plan.most], 0.0).sum()))  # pool: down, up
     if not core.w.any():
         found, bound = _near_free(core, near, plan, off) if plan.bits <= _BITS else (None, 0.0)
     else:  # the plan keeps all flips costing up to `loss` only when n0 lies within its reach
@@ -1459,27 +1461,28 @@ def _near_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
 
 
 def _near_free(core: _Core, near: _Core, plan: _Plan,
-               off: float) -> tuple[tuple[float, np.ndarray] | None, float]:
+               off: tuple[float, float]) -> tuple[tuple[float, np.ndarray] | None, float]:
     """Step 3k with every flip free: the best of the sets traced at the reachable lattice
     points next to n0, below and above, as (loss, flips), and the least loss any set
-    reaching a point of the plan can have (its pool lies within `off` of that point)."""
+    reaching a point of the plan can have (its pool lies within `off` = (below, above) of
+    that point)."""
     reach = _reach_bits(plan.move, plan.start, plan.stop)
     split = min(max(near.below_n0() - plan.start, -1), plan.stop - plan.start)
     below = reach[-1] & ((2 << split) - 1) if split >= 0 else 0
     above = reach[-1] >> (split + 1) << (split + 1)
     points = [x.bit_length() - 1 for x in (below, above & -above) if x]
     pools = core.n_r + (np.array(points) + plan.start) * near.step
-    bound = float(core.loss(np.clip(core.n0, pools - off, pools + off)).min(initial=np.inf))
+    bound = float(core.loss(np.clip(core.n0, pools - off[0], pools + off[1])).min(initial=np.inf))
     traced = [_traced(reach[:-1], plan.items, plan.move, at) for at in points]
     return _least_loss(core, traced), bound
 
 
 def _near_costly(core: _Core, near: _Core, plan: _Plan,
-                 off: float) -> tuple[tuple[float, np.ndarray] | None, float]:
+                 off: tuple[float, float]) -> tuple[tuple[float, np.ndarray] | None, float]:
     """Step 3k with flip costs: the flip table of the rounded flips; the best of the sets
     traced at its least total and at its least bound, as (loss, flips), and the least loss
     any set ending in the table's final range can have (its cost is at least its cell's
-    less tol / 4, and its pool lies within `off` of the cell's)."""
+    less tol / 4, and its pool lies within `off` = (below, above) of the cell's)."""
     table = _filled(near, plan, exact=True)
     first, last = table.ends
     cells = np.arange(first, last + 1)
@@ -1488,7 +1491,7 @@ def _near_costly(core: _Core, near: _Core, plan: _Plan,
         return None, np.inf
     pools = core.n_r + (cells + table.start) * near.step
     costs = table.cheapest[cells] * table.unit
-    bounds = costs - core.tol / 4 + core.loss(np.clip(core.n0, pools - off, pools + off))
+    bounds = costs - core.tol / 4 + core.loss(np.clip(core.n0, pools - off[0], pools + off[1]))
     points = {int(cells[np.argmin(costs + core.loss(pools))]), int(cells[np.argmin(bounds)])}
     return _least_loss(core, [_table_trace(table, at) for at in points]), float(bounds.min())
 
