@@ -161,16 +161,16 @@ Why the answer is exact. g is increasing and concave, so:
       per 16384 cells; 4096 nodes before a table beyond 2^28 cells, which is never built:
       with sizes in float32 and prices per sample tied to 1e-2, the lattice of 2^-24 made
       that work run for up to 0.4 s per buyer before the rounded tables of 3i took 0.05 s,
-      and a round at m = 200 now takes about 2.4 s rather than 57 s). Once the large sellers are
-      decided, the many small ones fill the pool nearly continuously, so the bound nearly
-      attains and prunes (by price per sample, small and large sellers interleave, and each
-      large one is decided again under every choice of the small ones before it). When
-      sizes span many magnitudes, prices per sample may tie while flip costs do not, and it
-      then settles in a few hundred nodes buyers that the tables and the flip search took
-      seconds for. Taking the child with the higher bound first matters most here: it finds
-      the best set early, and given that set's value the search proves it in a few hundred
-      nodes; taking the seller in first needed about a hundred times as many nodes in the
-      markets measured.
+      and a round at m = 200 now takes about 2.4 s rather than 57 s). Once the large
+      sellers are decided, the many small ones fill the pool nearly continuously, so the
+      bound nearly attains and prunes (by price per sample, small and large sellers
+      interleave, and each large one is decided again under every choice of the small ones
+      before it). When sizes span many magnitudes, prices per sample may tie while flip
+      costs do not, and it then settles in a few hundred nodes buyers that the tables and
+      the flip search took seconds for. Taking the child with the higher bound first
+      matters most here: it finds the best set early, and given that set's value the search
+      proves it in a few hundred nodes; taking the seller in first needed about a hundred
+      times as many nodes in the markets measured.
    k. Sizes near a decimal lattice: rounding each pool change to the nearest multiple of
       10^-k (k <= 3, the coarsest that works) moves them all together by at most an eighth
       of that step (sizes moved off the lattice by float rounding, such as float32 data, or
@@ -918,8 +918,14 @@ def _flips(core: _Core) -> np.ndarray:
         if found is None:
             found = _few_members(core, search)
     if found is not None:
-        return found[1] if found[0] < search.best else search.best_flips
+        return _lower(found, search)
     return _rounded_flips(core, search)
+
+
+def _lower(found: tuple[float, np.ndarray], search: _Search) -> np.ndarray:
+    """The flips of `found` (loss, flips) or of the search's best state, whichever has the
+    lower loss."""
+    return found[1] if found[0] < search.best else search.best_flips
 
 
 def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
@@ -1079,7 +1085,7 @@ def _table_flips(core: _Core) -> np.ndarray:
     if plan.cells > _SMALL_CELLS:
         found = _near_lattice(core, search.best + core.tol)  # sizes in float32, say
         if found is not None:
-            return found[1] if found[0] < search.best else search.best_flips
+            return _lower(found, search)
         flips = _depth_first_flips(core, int(plan.cells * _DEPTH_SHARE) if plan.cells <= _CELLS
                                    else _WIDE_FIRST)
         if flips is not None:
@@ -1126,7 +1132,7 @@ def _free_flips(core: _Core) -> np.ndarray:
     search = _started_search(core) if cells > _QUICK_BITS else None
     found = _near_lattice(core, search.best) if search else None  # sizes in float32, say
     if found is not None:
-        return found[1] if found[0] < search.best else search.best_flips
+        return _lower(found, search)
     if search and search.attempt(cells * _SEARCH_SHARE / _BIT_GAIN):
         return search.best_flips
     if not quick and near.bits <= _BITS:
@@ -1448,15 +1454,15 @@ def _near_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     if step <= core.step:
         return None
     near = core.rounded(step, np.rint)
-    plan = _ranged(near, loss, bits=not core.w.any())  # every set of loss at most `loss`
+    free = not core.w.any()
+    plan = _ranged(near, loss, bits=free)  # every set of loss at most `loss`, but with costs
+    reach = free or plan.budget >= loss  # only when n0 lies within its reach (all flips kept)
+    if not reach or (plan.bits > _BITS if free else plan.cells > _CELLS):
+        return None
     moved = np.sort((core.move - near.units(np.arange(core.move.size)) * step)[plan.items])
     off = (float(-np.minimum(moved[: plan.most], 0.0).sum()),  # how far rounding moves a set's
            float(np.maximum(moved[::-1][: plan.most], 0.0).sum()))  # pool: down, up
-    if not core.w.any():
-        found, bound = _near_free(core, near, plan, off) if plan.bits <= _BITS else (None, 0.0)
-    else:  # the plan keeps all flips costing up to `loss` only when n0 lies within its reach
-        costly = plan.cells <= _CELLS and plan.budget >= loss
-        found, bound = _near_costly(core, near, plan, off) if costly else (None, 0.0)
+    found, bound = (_near_free if free else _near_costly)(core, near, plan, off)
     return found if found is not None and found[0] <= min(bound, loss) + core.tol else None
 
 

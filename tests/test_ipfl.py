@@ -216,9 +216,9 @@ def all_subset_values(K, n_own, sizes, prices):
     return ipfl.gain(K, n_own, n_own + members @ sizes) - members @ prices
 
 
-def lattice_optimum(K, n_own, sizes, prices, unit):
+def lattice_best(K, n_own, sizes, prices, unit):
     """Exact optimum for sizes that are multiples of `unit`: the cheapest set for every
-    reachable total (a 0/1 knapsack table), then the best total."""
+    reachable total (a 0/1 knapsack table), then the best total. Returns (value, total)."""
     steps = np.round(np.asarray(sizes) / unit).astype(int)
     cheapest = np.full(steps.sum() + 1, np.inf)
     cheapest[0] = 0.0
@@ -226,7 +226,13 @@ def lattice_optimum(K, n_own, sizes, prices, unit):
         shifted = cheapest[:-size] + price
         cheapest[size:] = np.minimum(cheapest[size:], shifted)
     total = np.flatnonzero(np.isfinite(cheapest))
-    return float(np.max(ipfl.gain(K, n_own, n_own + total * unit) - cheapest[total]))
+    values = ipfl.gain(K, n_own, n_own + total * unit) - cheapest[total]
+    return float(values.max()), float(total[np.argmax(values)] * unit)
+
+
+def lattice_optimum(K, n_own, sizes, prices, unit):
+    """The value of :func:`lattice_best`."""
+    return lattice_best(K, n_own, sizes, prices, unit)[0]
 
 
 def on_lattice(unit):
@@ -1094,13 +1100,8 @@ def test_sizes_just_off_a_lattice_reach_the_knapsack_optimum_on_it(monkeypatch, 
     prices = 0.5 * np.sqrt(K) * pool**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, m))
     chosen = within_cpu_seconds(1.0, ipfl.best_import_set, K, n_own, sizes, prices)
     got = ipfl.import_value(K, n_own, sizes, prices, chosen)
-    cheapest = np.full(units.sum() + 1, np.inf)
-    cheapest[0] = 0.0
-    for size, price in zip(units, prices, strict=True):
-        cheapest[size:] = np.minimum(cheapest[size:], cheapest[:-size] + price)
-    values = ipfl.gain(K, n_own, n_own + np.arange(cheapest.size) * 1e-3) - cheapest
-    best, at = float(values.max()), int(np.argmax(values))
-    moved = 0.5 * np.sqrt(K) * (n_own + at * 1e-3) ** -1.5 * np.abs(sizes - units * 1e-3).sum()
+    best, total = lattice_best(K, n_own, units * 1e-3, prices, 1e-3)
+    moved = 0.5 * np.sqrt(K) * (n_own + total) ** -1.5 * np.abs(sizes - units * 1e-3).sum()
     tol = exact.TOL_REL * np.sqrt(K / n_own)
     assert best - moved - tol <= got <= best + moved + tol
     assert taken == steps
@@ -1138,6 +1139,12 @@ def test_flips_near_a_decimal_lattice_equal_brute_force(monkeypatch, seed):
         assert 1 < sum(decided) < len(decided)
 
 
+def float32_thousandths(m):
+    """Sizes of 500 to 600 thousandths stored in float32 (a binary lattice of about 2^-24)."""
+    units = np.random.default_rng(5).integers(500, 601, m)
+    return (units / 1000).astype(np.float32).astype(np.float64)
+
+
 @pytest.mark.parametrize("noise", [0.0, 1e-6, 1e-3])
 def test_exact_is_fast_when_sizes_in_float32_tie_in_price_per_sample(noise):
     # sizes in thousands of samples, stored in float32: a binary lattice of 2^-24 or so, far
@@ -1145,9 +1152,8 @@ def test_exact_is_fast_when_sizes_in_float32_tie_in_price_per_sample(noise):
     # 20 s in the flip search, and about 5 s (ties to 1e-6) or 0.4 s (1e-3) otherwise;
     # step 3k settles them on the decimal lattice the sizes lie near
     m = 200
-    rng = np.random.default_rng(5)
-    N = (rng.integers(500, 601, m) / 1000).astype(np.float32).astype(np.float64)
-    cost = 1e-3 * N * (1 + noise * rng.uniform(-1, 1, m))
+    N = float32_thousandths(m)
+    cost = 1e-3 * N * (1 + noise * np.random.default_rng(5).uniform(-1, 1, m))
     market = (N, cost, np.full(m, 0.02), np.zeros((m, m)), 1.0)
     A = within_cpu_seconds(1.5, ipfl.clear_exact, *market)
     assert ipfl.welfare(A, *market) >= ipfl.welfare(ipfl.clear(*market), *market) - 1e-12
@@ -1163,8 +1169,7 @@ def test_depth_first_search_before_a_table_never_built_gets_a_fixed_budget(monke
     monkeypatch.setattr(exact, "_depth_first_flips", lambda core, budget: budgets.append(budget)
                         or depth_first(core, budget))
     m = 200
-    rng = np.random.default_rng(5)
-    N = (rng.integers(500, 601, m) / 1000).astype(np.float32).astype(np.float64)
+    N = float32_thousandths(m)
     cost = 1e-3 * N * (1 + 1e-2 * np.random.default_rng(1).uniform(-1, 1, m))
     for i in range(3):
         sizes, prices = np.delete(N, i), np.delete(cost, i)
