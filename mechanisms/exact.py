@@ -306,6 +306,8 @@ _GUESS_MOST = 64  # sets of at most this many sellers
 _CHECKS = 1 << 22  # 3g gives up when a check for shared sellers takes this many words
 _PAIR_SHARE = 1 / 8  # flip-search states per set listed (3g, 3h) before the sets are paired
 _LISTED_SETS = 1 << 18  # step 3h lists at most this many sets, over all set sizes
+_DUAL_STEPS = 64  # step 3l: bisection steps on the slope
+_DUAL_COUNTS = 16  # step 3l bounds sets of at most this many numbers of sellers
 _EDGE = 32  # 3g polishes the set of the sellers nearest the mean size with this many either side
 _REMEMBERED = 16  # sorted subset sums of halves of 3f kept for later buyers (up to 1 MB each)
 _ROUNDED_UNITS = 1 << 10  # step 3i's first lattice: the largest flip moves this many units
@@ -898,7 +900,8 @@ def _flipped(core: _Core, flips: np.ndarray) -> np.ndarray:
 
 def _flips(core: _Core) -> np.ndarray:
     """The flips of an optimal set: the flip tables on a size lattice (3d, 3e), the free
-    flips off the lattice (3f, 3k, 3g), or else the flip search."""
+    flips off the lattice (3f, 3k, 3g), those with costs (3k, 3l, 3h), or else the rounded
+    tables (3i)."""
     if core.step and not core.w.any():
         return _free_flips(core)
     if core.step:
@@ -906,6 +909,8 @@ def _flips(core: _Core) -> np.ndarray:
     search, found = _started_search(core), None
     if core.w.any():
         found = _near_lattice(core, search.best + core.tol)
+        if found is None:
+            found = _count_sets(core, search.best, _FEW_COUNTS)
         if found is None:
             found = _listed_members(core, search)
     else:
@@ -943,6 +948,9 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     work = _ROUNDED_FIRST
     if search.attempt(work):
         return search.best_flips
+    found = _count_sets(core, search.best)
+    if found is not None:
+        return _lower(found, search)
     sizes = np.abs(core.move)  # no flip rounds to 0:
     steps = [min(float(sizes.max()) / _ROUNDED_UNITS, float(sizes.min()))] * 2
     slopes, sides = [0.0, 0.0], [0, 1]  # sides open: sizes rounded down (0), up (1)
@@ -1065,11 +1073,12 @@ def _table_flips(core: _Core) -> np.ndarray:
     """Step 3d of the module docstring. A small table of alternating flips supplies the
     first state (else the meet-in-the-middle search does), and a small flip table decides at
     once. A larger one is narrowed by the best state's loss of the table of alternating
-    flips when that has a fraction of its cells; one still large goes to the depth-first
-    search (3j) with a share of its work, then waits for the flip search, which hands over
-    once it has taken about as long as the table would; one beyond _CELLS goes to the
-    rounded tables (3i). The table of alternating flips goes before the search when it is
-    small, else after it."""
+    flips when that has a fraction of its cells; one still large goes to steps 3k and 3l
+    (sizes near a decimal lattice, sets by their number of sellers), then to the
+    depth-first search (3j) with a share of its work, then waits for the flip search,
+    which hands over once it has taken about as long as the table would; one beyond _CELLS
+    goes to the rounded tables (3i). The table of alternating flips goes before the search
+    when it is small, else after it."""
     search = _Search(core)
     near = _alternating(core, search.best + core.tol, _NEAR_FLIPS)
     narrowed = near.cells <= _NEAR_CELLS
@@ -1084,6 +1093,8 @@ def _table_flips(core: _Core) -> np.ndarray:
         plan = _narrowed(core, search, near, plan)
     if plan.cells > _SMALL_CELLS:
         found = _near_lattice(core, search.best + core.tol)  # sizes in float32, say
+        if found is None:
+            found = _count_sets(core, search.best)
         if found is not None:
             return _lower(found, search)
         flips = _depth_first_flips(core, int(plan.cells * _DEPTH_SHARE) if plan.cells <= _CELLS
@@ -1792,26 +1803,210 @@ def _traced_subsets(picks: list[tuple], at: np.ndarray) -> np.ndarray:
     return np.column_stack(columns[::-1]) if columns else np.zeros((at.size, 0), dtype=np.int64)
 
 
-def _set_members(core: _Core, loss: float) -> dict[int, np.ndarray] | None:
+def _set_members(core: _Core, loss: float, most: int = _FEW_COUNTS
+                 ) -> dict[int, np.ndarray] | None:
     """For each number of sellers k that a set S with its pool where L < `loss` can have,
-    the sellers it can hold; None when there are more than _FEW_COUNTS such k. Its total
+    the sellers it can hold; None when there are more than `most` such k. Its total
     size x_S lies in an interval, which bounds k; a seller whose size plus the k - 1
     smallest, or largest, misses the interval cannot be in it."""
     s, base = core.size, core.base
     by_size = np.sort(s)
     smallest, largest = (np.concatenate([[0.0], np.cumsum(x)]) for x in (by_size, by_size[::-1]))
     x0 = core.n0 - base  # in the interval: a quick look whether it holds too many k
-    if np.count_nonzero((smallest <= x0) & (largest >= x0)) > _FEW_COUNTS:
+    if np.count_nonzero((smallest <= x0) & (largest >= x0)) > most:
         return None
     top = base + float(s.sum())
     slack = 1e-9 * top  # rounding of the sums (it only widens the interval)
     low, high = _pools_within(core, loss, base, top)
     low, high = low - base - slack, high - base + slack
     counts = np.flatnonzero((smallest <= high) & (largest >= low)).tolist()
-    if len(counts) > _FEW_COUNTS:
+    if len(counts) > most:
         return None
     return {k: np.flatnonzero((s + smallest[k - 1] <= high) & (s + largest[k - 1] >= low))
             if k else np.zeros(0, dtype=np.int64) for k in counts}
+
+
+class _CountDual(NamedTuple):
+    """Step 3l for the sets of k sellers (core indices `members`): the slope `mu` of the
+    best Lagrangian bound found and that `bound` (flip costs of R included)."""
+
+    k: int
+    members: np.ndarray
+    mu: float
+    bound: float
+
+
+def _count_duals(core: _Core, loss: float, counts: int) -> list[_CountDual] | None:
+    """For each number of sellers k that a set whose loss is below `loss` can have (at most
+    `counts` of them; else None), the Lagrangian bound on the loss of the sets of k."""
+    members = _set_members(core, loss, counts)
+    if members is None:
+        return None
+    top = core.base + float(core.size.sum())
+    low, high = _pools_within(core, loss, core.base, top)
+    slack = 1e-9 * top  # rounding of the sums (as in _set_members)
+    costs, spent = _member_costs(core), float(core.w[core.in_r].sum())
+    duals = []
+    for k, m in members.items():
+        mu, bound = _dual_of_count(core, core.size[m], costs[m], k, (low - slack, high + slack),
+                                   loss - spent)
+        duals.append(_CountDual(k, m, mu, spent + bound))
+    return duals
+
+
+def _dual_of_count(core: _Core, sizes: np.ndarray, costs: np.ndarray, k: int,
+                   pools: tuple[float, float], enough: float) -> tuple[float, float]:
+    """(mu, bound): a lower bound on L(x_S) + sum_{j in S} costs_j over the sets S of k of
+    the sellers (`sizes`, `costs`) with their pools within `pools`. For every slope mu < r,
+    L(x) >= L(y) + mu (x - y) with L'(y) = mu (L is convex), so the bound is L(y) - mu y
+    plus the sum of the k least of costs_j + mu s_j: concave in mu, it peaks where the pool
+    of those k sellers meets y, found by bisection on mu between L' at the least and the
+    most pool such sets can have. The bisection stops once the bracket cannot hold a bound
+    tol / 16 higher (its width times the larger slope at its ends), or at `enough`."""
+    if k == 0:
+        inside = pools[0] <= core.base <= pools[1]
+        return 0.0, float(core.loss(core.base)) if inside else np.inf
+    by_size = np.sort(sizes)
+    low = max(pools[0], core.base + float(by_size[:k].sum()))
+    high = min(pools[1], core.base + float(by_size[-k:].sum()))
+    if low > high:
+        return 0.0, np.inf
+
+    def at(mu: float) -> tuple[float, float, float]:
+        """(mu, the bound at mu, its slope: the k sellers' pool beyond y)."""
+        pool = float(_pool_at_slope(core.sqrt_k, core.r - mu))  # y
+        least = np.argpartition(costs + mu * sizes, k - 1)[:k]
+        apart = float(sizes[least].sum()) - (pool - core.base)
+        return mu, float(core.loss(pool)) + float(costs[least].sum()) + mu * apart, apart
+
+    ends = [at(core.r - float(_slope(core.sqrt_k, n))) for n in (low, high)]
+    best = max(ends, key=lambda end: end[1])
+    for _ in range(_DUAL_STEPS):
+        (left, _, rise), (right, _, fall) = ends
+        if best[1] >= enough or (right - left) * max(rise, -fall, 0.0) <= 1e-3 * core.tol:
+            break
+        mid = at(0.5 * (left + right))
+        best = max(best, mid, key=lambda end: end[1])
+        ends[0 if mid[2] > 0 else 1] = mid
+    return best[0], best[1]
+
+
+def _count_sets(core: _Core, loss: float, counts: int = _DUAL_COUNTS
+                ) -> tuple[float, np.ndarray] | None:
+    """Step 3l of the module docstring: (loss, flips) of the best set whose loss is below
+    `loss`, (inf, none) when there is none, or None when such sets have more than `counts`
+    numbers of sellers or are too many to list. The sets of one swap go first, for every k: the best
+    of them narrows the listing of the rest."""
+    duals = _count_duals(core, loss, counts)
+    if duals is None:
+        return None
+    best, chosen = loss, None
+    for most in (1, None):
+        for dual in duals:
+            found = _best_swaps(core, dual, best, most)
+            if found is None:
+                return None
+            if found[0] < best:
+                best, chosen = found
+    if chosen is None:
+        return np.inf, np.zeros(0, dtype=np.int64)
+    return _as_flips(core, chosen)
+
+
+def _best_swaps(core: _Core, dual: _CountDual, loss: float, most: int | None
+                ) -> tuple[float, np.ndarray | None] | None:
+    """(loss, sellers) of the best set of dual.k sellers whose loss is below `loss` and
+    that swaps at most `most` (None: any number) of the sellers T of the bound for
+    others, (inf, None) when there is none, or None when there are too many to list. T
+    holds the k least v_j = costs_j + mu s_j; a set S of k exceeds the bound by at least
+    the sum over T - S of (p - v_j) plus the sum over S - T of (v_j - p), p the largest v
+    in T, so only sets whose terms sum below `loss` less the bound can win."""
+    slack = loss - dual.bound
+    if slack <= 0:
+        return np.inf, None
+    m, costs = dual.members, _member_costs(core)
+    v = costs[m] + dual.mu * core.size[m]
+    order = np.argsort(v, kind="stable")
+    taken, left = m[order[: dual.k]], m[order[dual.k :]]
+    pivot = float(v[order[dual.k - 1]]) if dual.k else -np.inf
+    sides = [_light_subsets(pivot - v[order[: dual.k]], -core.size[taken], -costs[taken],
+                            slack, most),
+             _light_subsets(v[order[dual.k :]] - pivot, core.size[left], costs[left], slack,
+                            most)]
+    if sides[0] is None or sides[1] is None:
+        return None
+    pool = core.base + float(core.size[taken].sum())
+    paid = float(core.w[core.in_r].sum()) + float(costs[taken].sum())
+    best, chosen = np.inf, None
+    for dropped, added in zip(sides[0], sides[1], strict=False):
+        found = _paired_swaps(core, dropped, added, slack, pool, paid)
+        if found is None:
+            return None
+        if found[0] < best:
+            best = found[0]
+            chosen = np.union1d(np.setdiff1d(taken, taken[dropped.items[found[1]]]),
+                                left[added.items[found[2]]])
+    return best, chosen
+
+
+class _Level(NamedTuple):
+    """Subsets of d items of step 3l's listing: their summed terms, pool changes, flip
+    costs and items (one row each)."""
+
+    terms: np.ndarray
+    move: np.ndarray
+    cost: np.ndarray
+    items: np.ndarray
+
+
+def _light_subsets(terms: np.ndarray, move: np.ndarray, cost: np.ndarray, slack: float,
+                   most: int | None) -> list[_Level] | None:
+    """The subsets of at most `most` (None: any number) of the items whose terms sum below
+    `slack`, by number of items (level d holds those of d items), or None when they number
+    over _LISTED_SETS. Taken by ascending term, a subset extends by the items after its
+    last whose terms fit: a range, so the work is that of the subsets listed."""
+    order = np.argsort(terms, kind="stable")
+    order = order[terms[order] < slack]
+    terms, move, cost = terms[order], move[order], cost[order]
+    levels = [_Level(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros((1, 0), dtype=np.int64))]
+    listed, last = 1, np.full(1, -1)
+    while most is None or len(levels) <= most:
+        level = levels[-1]
+        stop = np.searchsorted(terms, slack - level.terms)  # the items that fit: before stop
+        counts = np.maximum(stop - (last + 1), 0)
+        total = int(counts.sum())
+        if not total:
+            break
+        listed += total
+        if listed > _LISTED_SETS:
+            return None
+        parent = np.repeat(np.arange(counts.size), counts)
+        last = last[parent] + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        levels.append(_Level(level.terms[parent] + terms[last], level.move[parent] + move[last],
+                             level.cost[parent] + cost[last],
+                             np.column_stack([level.items[parent], order[last]])))
+    return levels
+
+
+def _paired_swaps(core: _Core, dropped: _Level, added: _Level, slack: float, pool: float,
+                  paid: float) -> tuple[float, int, int] | None:
+    """(loss, i, j) of the best set of T less the dropped subset i plus the added subset
+    j, over the pairs whose terms sum below `slack` (T of pool `pool` and flip cost
+    `paid`); (inf, -1, -1) when there is none, None when the pairs number over
+    _LISTED_SETS."""
+    order = np.argsort(added.terms, kind="stable")
+    counts = np.searchsorted(added.terms[order], slack - dropped.terms)
+    total = int(counts.sum())
+    if total > _LISTED_SETS:
+        return None
+    if not total:
+        return np.inf, -1, -1
+    i = np.repeat(np.arange(dropped.terms.size), counts)
+    j = order[np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)]
+    losses = (core.loss(pool + dropped.move[i] + added.move[j]) + paid + dropped.cost[i]
+              + added.cost[j])
+    at = int(np.argmin(losses))
+    return float(losses[at]), int(i[at]), int(j[at])
 
 
 def _pairing_work(first: int, second: int, k: int) -> int:

@@ -421,9 +421,10 @@ def test_flip_table_equals_brute_force(monkeypatch, small):
     # no few-sizes shortcut, no depth-first search, and a flip search that hands over at once;
     # small tables go first (choices kept as bools), or every table is treated as large:
     # the meet-in-the-middle search supplies the first state and choices are packed in bits,
-    # each flip updating blocks of 64 bytes
+    # each flip updating blocks of 64 bytes (step 3l switched off)
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_SEARCH_SHARE", 0.0)):
         monkeypatch.setattr(exact, name, value)
+    without_count_sets(monkeypatch)
     if not small:
         for name in ("_SMALL_CELLS", "_NEAR_CELLS", "_LOOSE_CELLS"):
             monkeypatch.setattr(exact, name, -1)
@@ -798,6 +799,7 @@ def test_costly_flips_off_every_lattice_equal_brute_force(monkeypatch, listed_se
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_PAIR_SHARE", 0),
                         ("_LISTED_SETS", listed_sets)):
         monkeypatch.setattr(exact, name, value)
+    without_count_sets(monkeypatch)
     listed = []
     best_listed = exact._best_listed
     monkeypatch.setattr(exact, "_best_listed", lambda core, members: listed.append(
@@ -821,6 +823,11 @@ def test_costly_flips_off_every_lattice_equal_brute_force(monkeypatch, listed_se
         assert not listed
 
 
+def without_count_sets(monkeypatch) -> None:
+    """Switch step 3l off: it never decides."""
+    monkeypatch.setattr(exact, "_count_sets", lambda core, loss, counts=0: None)
+
+
 def unlimited_searches(monkeypatch) -> list:
     """A list that gains an item each time the flip search is run without a limit."""
     unlimited, attempt = [], exact._Search.attempt
@@ -839,6 +846,7 @@ def test_rounded_flip_tables_equal_brute_force(monkeypatch, units, noises):
                         ("_GUESS_SETS", (0,)), ("_ROUNDED_FIRST", 0), ("_ROUNDED_SHARE", 0.0),
                         ("_ROUNDED_UNITS", units)):
         monkeypatch.setattr(exact, name, value)
+    without_count_sets(monkeypatch)
     rounds, unlimited, bound = [], unlimited_searches(monkeypatch), exact._rounded_bound
     monkeypatch.setattr(exact, "_rounded_bound", lambda *args: rounds.append(args[0].step)
                         or bound(*args))
@@ -958,7 +966,8 @@ def test_rounded_tables_settle_flips_that_together_cost_a_few_tol(monkeypatch):
     # each flip costs under tol, all of them together 4 to 62 tol, and the best sets flip
     # up to about 100 sellers. Without the local search on each new best state the
     # rounded tables outgrew _ROUNDED_CELLS and the flip search ran on without limit (over
-    # 5 s for each of these buyers); with it they settle
+    # 5 s for each of these buyers); with it they settle (step 3l switched off)
+    without_count_sets(monkeypatch)
     unlimited, polished, polish = unlimited_searches(monkeypatch), [], exact._polish
     monkeypatch.setattr(exact, "_polish", lambda *args: polished.append(1) or polish(*args))
     buyers = []
@@ -982,7 +991,9 @@ def test_rounded_tables_polish_the_set_of_the_lowest_bound_of_large_tables(monke
     # sizes drawn from reals in 1000-1010, prices per sample tied to within 1e-8: the best
     # state stayed over a tol above the best set while the tables grew to hundreds of
     # millions of cells, about 1.2 s for each of these buyers; the set of the lowest bound,
-    # polished, is the best set or close to it, and they settle on smaller tables
+    # polished, is the best set or close to it, and they settle on smaller tables (step 3l
+    # switched off)
+    without_count_sets(monkeypatch)
     unlimited = unlimited_searches(monkeypatch)
     N = np.random.default_rng(2).uniform(1000, 1010, 200)
     cost = 1e-5 * N * (1 + 1e-8 * np.random.default_rng(1).uniform(-1, 1, 200))
@@ -991,6 +1002,89 @@ def test_rounded_tables_polish_the_set_of_the_lowest_bound_of_large_tables(monke
     for (K, n_own, sizes, prices), mask in zip(buyers, chosen, strict=True):
         assert no_better_neighbour(K, n_own, sizes, prices, mask)
     assert not unlimited
+
+
+def random_core(rng, k):
+    """A core of k sellers of sizes in a band 1 % to 11 times wide, prices per sample
+    tied exactly or to 1e-9 to 0.3, and the loss of each of its 2^k sets (rows of
+    subsets(k))."""
+    sizes = 1000.0 * rng.uniform(1.0, 1.0 + float(rng.choice([0.01, 0.1, 1.0, 10.0])), k)
+    n_own, K = 1000.0, float(rng.choice([1e4, 5e5, 1e8]))
+    fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+    noise = float(rng.choice([0.0, 1e-9, 1e-6, 1e-4, 1e-2, 0.3]))
+    prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+    core = exact._Core(np.sqrt(K), n_own, sizes, prices)
+    members = subsets(k)
+    return core, members, core.loss(n_own + members @ sizes) + (members ^ core.in_r) @ core.w
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.floats(0.0, 1.0))
+def test_count_bounds_hold_every_set_of_their_number_of_sellers(seed, k, rank):
+    # step 3l: no set of k sellers whose loss is below the limit has a loss below the
+    # Lagrangian bound for k, and no such set has another number of sellers
+    rng = np.random.default_rng(seed)
+    core, members, losses = random_core(rng, k)
+    limit = float(np.quantile(losses, rank**4)) + core.tol * rng.uniform(0.0, 2.0)
+    duals = exact._count_duals(core, limit, exact._DUAL_COUNTS)
+    if duals is None:
+        return
+    bounds = dict.fromkeys(range(k + 1), np.inf) | {dual.k: dual.bound for dual in duals}
+    counts = members.sum(axis=1)
+    below = losses < limit
+    assert (losses[below] >= np.array([bounds[c] for c in counts[below]]) - 1e-3 * core.tol).all()
+
+
+def test_count_sets_equal_brute_force():
+    # step 3l lists the sets that can beat a limit by their number of sellers and the
+    # sellers they swap for those of the bound: the best of them is the best set below the
+    # limit (or none is, beyond tol), whenever the step decides
+    rng = np.random.default_rng(31)
+    decided = 0
+    for _ in range(300):
+        core, _, losses = random_core(rng, int(rng.integers(1, 13)))
+        limit = float(np.quantile(losses, rng.choice([0.0, 0.1, 0.5]))) + core.tol
+        found = exact._count_sets(core, limit)
+        if found is None:
+            continue
+        decided += 1
+        below = losses[losses < limit]
+        if np.isinf(found[0]):
+            assert not (below < limit - core.tol).any()
+        else:
+            assert found[0] == pytest.approx(core.flip_loss(found[1]), abs=1e-3 * core.tol)
+            assert found[0] < limit and found[0] <= below.min() + 1e-3 * core.tol
+    assert decided > 150
+
+
+def test_count_sets_settle_near_ties_in_narrow_bands(monkeypatch):
+    # sizes drawn from reals in 1000-1100 with prices per sample tied to 1e-4 (best sets of
+    # 16 or 17 sellers), and in 1000-1010 tied to 1e-9 to 1e-6 (best sets of 84, reaching
+    # n0 through dozens of flips): the bound of 3l for each number of sellers leaves a
+    # handful of sellers that can be swapped, and the few sets they make are listed, with
+    # no table built. Steps 3h and 3i took 4.6 s for the first market's 200 buyers, and
+    # 45 ms, 1.3 s and 0.6 s for each buyer of the others; 3l takes a few ms
+    sizes = np.random.default_rng(0).uniform(1000, 1100, 200)
+    band = np.random.default_rng(2).uniform(1000, 1010, 200)
+    noise = np.random.default_rng(1).uniform(-1, 1, 200)
+    markets = [(2.51e7, sizes, 1e-3 * sizes * (1 + 1e-4 * noise), range(20))]
+    markets += [(2.51e5, band, 1e-5 * band * (1 + tie * noise), range(5))
+                for tie in (1e-9, 1e-7, 1e-6)]
+    buyers = [(K, N[i], np.delete(N, i), np.delete(cost, i)) for K, N, cost, at in markets
+              for i in at]
+    decided, count_sets, tables, filled = [], exact._count_sets, [], exact._filled
+    monkeypatch.setattr(exact, "_count_sets", lambda *args: decided.append(
+        count_sets(*args)) or decided[-1])
+    monkeypatch.setattr(exact, "_filled", lambda *a, **kw: tables.append(1) or filled(*a, **kw))
+    chosen = within_cpu_seconds(0.5, lambda: [ipfl.best_import_set(*b) for b in buyers])
+    assert len(decided) >= len(buyers) and all(found is not None for found in decided)
+    assert not tables
+    without_count_sets(monkeypatch)
+    for b, mask in [(buyers[i], chosen[i]) for i in (0, 1, 20, 21, 30)]:
+        K, n_own = b[:2]
+        assert ipfl.import_value(*b, mask) == pytest.approx(
+            ipfl.import_value(*b, ipfl.best_import_set(*b)), rel=1e-12,
+            abs=1e-11 * np.sqrt(K / n_own))
 
 
 def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkeypatch):
@@ -1074,24 +1168,28 @@ def test_exact_is_fast_and_exact_when_tied_sizes_lie_on_no_lattice(monkeypatch):
     (80, 10, 1e-9, 0, {"_near_lattice"}),
     (80, 10, 1e-9, 0, {"_listed_members", "_rounded_flips", "_polish"}),
     (80, 100, 1e-6, 1, {"_listed_members", "_rounded_flips"}),
+    (80, 100, 1e-6, 1, {"_count_sets"}),
 ])
 def test_sizes_just_off_a_lattice_reach_the_knapsack_optimum_on_it(monkeypatch, m, width, noise,
                                                                   seed, steps):
     # sizes of 500 to 600 thousandths, each moved off that lattice by up to 2e-13 of itself
-    # (more than the snap onto it), so steps 3h, 3i (with 3k switched off) and 3k decide,
-    # unpatched, at their natural sizes; a knapsack table on the lattice gives the best value
-    # within what the moves change it (g' times the pool's move). With every flip free, the
-    # first market ran for minutes before 3k.
+    # (more than the snap onto it), so steps 3h, 3i (with 3k and 3l switched off), 3k and
+    # 3l decide, unpatched, at their natural sizes; a knapsack table on the lattice gives the
+    # best value within what the moves change it (g' times the pool's move). With every flip
+    # free, the first market ran for minutes before 3k.
     taken = set()
 
     def noted(step):
         solve = getattr(exact, step)
         return lambda *args: taken.add(step) or solve(*args)
 
-    for step in ("_few_members", "_listed_members", "_rounded_flips", "_polish", "_near_lattice"):
+    for step in ("_few_members", "_listed_members", "_rounded_flips", "_polish", "_near_lattice",
+                 "_count_sets"):
         monkeypatch.setattr(exact, step, noted(step))
     if "_near_lattice" not in steps:
         monkeypatch.setattr(exact, "_near_lattice", lambda core, loss: None)
+    if "_count_sets" not in steps:
+        without_count_sets(monkeypatch)
     rng = np.random.default_rng(seed)
     units = rng.integers(500, 501 + width, m)
     sizes = units * 1e-3 * (1 + 2e-13 * rng.uniform(-1, 1, m))
@@ -1164,7 +1262,9 @@ def test_depth_first_search_before_a_table_never_built_gets_a_fixed_budget(monke
     # float32 sizes lie on a lattice of about 2^-24: with prices per sample tied to 1e-2
     # (step 3k cannot settle them), their flip tables would exceed 2^28 cells by far, so the
     # rounded tables decide; 3j before them took work in proportion to the table never
-    # built (up to 0.4 s per buyer, where 3i took 0.05 s) and now gets 4096 nodes
+    # built (up to 0.4 s per buyer, where 3i took 0.05 s) and now gets 4096 nodes (step 3l,
+    # which settles these buyers before 3j, switched off)
+    without_count_sets(monkeypatch)
     budgets, depth_first = [], exact._depth_first_flips
     monkeypatch.setattr(exact, "_depth_first_flips", lambda core, budget: budgets.append(budget)
                         or depth_first(core, budget))
@@ -1570,9 +1670,10 @@ def test_exact_is_fast_with_sizes_over_eight_magnitudes(monkeypatch):
 def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
     # every flip table on a lattice treated as large: depth-first search decides, or (given
     # no work, and no table small enough) step 3i's rounded tables, on whole multiples of the
-    # lattice, certify the best set
+    # lattice, certify the best set (step 3l switched off)
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_WIDE_FIRST", 0), ("_SMALL_CELLS", -1)):
         monkeypatch.setattr(exact, name, value)
+    without_count_sets(monkeypatch)
     if path == "depth_first":  # with all the work it needs
         monkeypatch.setattr(exact, "_DEPTH_SHARE", 1e9)
     if path == "rounded":  # and no time for the flip search
