@@ -306,7 +306,8 @@ _GUESS_MOST = 64  # sets of at most this many sellers
 _CHECKS = 1 << 22  # 3g gives up when a check for shared sellers takes this many words
 _PAIR_SHARE = 1 / 8  # flip-search states per set listed (3g, 3h) before the sets are paired
 _LISTED_SETS = 1 << 18  # step 3h lists at most this many sets, over all set sizes
-_DUAL_STEPS = 64  # step 3l: bisection steps on the slope
+_DUAL_STEPS = 64  # step 3l: most steps on the slope
+_DUAL_GAP = 1e-3  # and it stops when no slope can raise its bound by this many tol
 _DUAL_COUNTS = 16  # step 3l bounds sets of at most this many numbers of sellers
 _EDGE = 32  # 3g polishes the set of the sellers nearest the mean size with this many either side
 _REMEMBERED = 16  # sorted subset sums of halves of 3f kept for later buyers (up to 1 MB each)
@@ -910,9 +911,9 @@ def _flips(core: _Core) -> np.ndarray:
     if core.w.any():
         found = _near_lattice(core, search.best + core.tol)
         if found is None:
-            found = _count_sets(core, search.best, _FEW_COUNTS)
-        if found is None:
             found = _listed_members(core, search)
+        if found is None:
+            found = _count_sets(core, search.best, _FEW_COUNTS)
     else:
         if 0 < core.odd <= min(_OFF_LATTICE, core.w.size - 1):
             if search.attempt(core.w.size * _OFF_STATES):
@@ -937,7 +938,8 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     """Step 3i of the module docstring: for the sets with pools above n0 and those below
     it, flip tables over the sizes rounded down, or up, to ever finer lattices, until the
     search's best state is within ``tol`` of both lower bounds. The flip search goes first
-    for _ROUNDED_FIRST states, and again, for a share of their cells, after a round of
+    for _ROUNDED_FIRST states, then step 3l (up to _DUAL_COUNTS numbers of sellers), and
+    the search again, for a share of their cells, after a round of
     tables when that share is at least twice its last run (it may finish first), and
     without limit once the tables would exceed _ROUNDED_CELLS. On a size lattice (flip tables
     too large for 3d), steps are whole multiples of it, and a side left open after a round
@@ -1859,10 +1861,11 @@ def _dual_of_count(core: _Core, sizes: np.ndarray, costs: np.ndarray, k: int,
     """(mu, bound): a lower bound on L(x_S) + sum_{j in S} costs_j over the sets S of k of
     the sellers (`sizes`, `costs`) with their pools within `pools`. For every slope mu < r,
     L(x) >= L(y) + mu (x - y) with L'(y) = mu (L is convex), so the bound is L(y) - mu y
-    plus the sum of the k least of costs_j + mu s_j: concave in mu, it peaks where the pool
-    of those k sellers meets y, found by bisection on mu between L' at the least and the
-    most pool such sets can have. The bisection stops once the bracket cannot hold a bound
-    tol / 16 higher (its width times the larger slope at its ends), or at `enough`."""
+    plus the sum of the k least of costs_j + mu s_j: concave in mu, with slope the pool of
+    those k sellers less y. Its peak lies between L' at the least and the most pool such
+    sets can have; the tangents at the ends of that bracket meet above it (concave), at
+    the mu tried next (the bracket's middle when the last step did not halve it). It stops
+    once that meeting point is within _DUAL_GAP tol of the best bound, or at `enough`."""
     if k == 0:
         inside = pools[0] <= core.base <= pools[1]
         return 0.0, float(core.loss(core.base)) if inside else np.inf
@@ -1873,21 +1876,25 @@ def _dual_of_count(core: _Core, sizes: np.ndarray, costs: np.ndarray, k: int,
         return 0.0, np.inf
 
     def at(mu: float) -> tuple[float, float, float]:
-        """(mu, the bound at mu, its slope: the k sellers' pool beyond y)."""
+        """(mu, the bound at mu, its slope)."""
         pool = float(_pool_at_slope(core.sqrt_k, core.r - mu))  # y
         least = np.argpartition(costs + mu * sizes, k - 1)[:k]
-        apart = float(sizes[least].sum()) - (pool - core.base)
+        apart = core.base + float(sizes[least].sum()) - pool
         return mu, float(core.loss(pool)) + float(costs[least].sum()) + mu * apart, apart
 
     ends = [at(core.r - float(_slope(core.sqrt_k, n))) for n in (low, high)]
-    best = max(ends, key=lambda end: end[1])
+    best, halve = max(ends, key=lambda end: end[1]), False
     for _ in range(_DUAL_STEPS):
-        (left, _, rise), (right, _, fall) = ends
-        if best[1] >= enough or (right - left) * max(rise, -fall, 0.0) <= 1e-3 * core.tol:
+        (left, f_left, rise), (right, f_right, fall) = ends
+        if best[1] >= enough or rise <= 0 or fall >= 0:  # the peak is at an end
             break
-        mid = at(0.5 * (left + right))
-        best = max(best, mid, key=lambda end: end[1])
-        ends[0 if mid[2] > 0 else 1] = mid
+        meet = (f_right - f_left + rise * left - fall * right) / (rise - fall)
+        if f_left + rise * (meet - left) - best[1] <= _DUAL_GAP * core.tol:
+            break
+        step = at(meet if left < meet < right and not halve else 0.5 * (left + right))
+        best = max(best, step, key=lambda end: end[1])
+        ends[0 if step[2] > 0 else 1] = step
+        halve = ends[1][0] - ends[0][0] > 0.5 * (right - left)
     return best[0], best[1]
 
 
@@ -1895,44 +1902,54 @@ def _count_sets(core: _Core, loss: float, counts: int = _DUAL_COUNTS
                 ) -> tuple[float, np.ndarray] | None:
     """Step 3l of the module docstring: (loss, flips) of the best set whose loss is below
     `loss`, (inf, none) when there is none, or None when such sets have more than `counts`
-    numbers of sellers or are too many to list. The sets of one swap go first, for every k: the best
-    of them narrows the listing of the rest."""
+    numbers of sellers or are too many to list. The sets of one swap go first, for every
+    k: the best of them narrows the listing of the rest, which is skipped for the k where
+    no two swaps fit."""
     duals = _count_duals(core, loss, counts)
     if duals is None:
         return None
-    best, chosen = loss, None
-    for most in (1, None):
-        for dual in duals:
+    best, chosen, again = loss, None, []
+    for most, listed in ((1, duals), (None, again)):
+        for dual in listed:
             found = _best_swaps(core, dual, best, most)
             if found is None:
                 return None
             if found[0] < best:
-                best, chosen = found
+                best, chosen = found[:2]
+            if found[2]:
+                again.append(dual)
     if chosen is None:
         return np.inf, np.zeros(0, dtype=np.int64)
     return _as_flips(core, chosen)
 
 
 def _best_swaps(core: _Core, dual: _CountDual, loss: float, most: int | None
-                ) -> tuple[float, np.ndarray | None] | None:
-    """(loss, sellers) of the best set of dual.k sellers whose loss is below `loss` and
-    that swaps at most `most` (None: any number) of the sellers T of the bound for
-    others, (inf, None) when there is none, or None when there are too many to list. T
-    holds the k least v_j = costs_j + mu s_j; a set S of k exceeds the bound by at least
-    the sum over T - S of (p - v_j) plus the sum over S - T of (v_j - p), p the largest v
-    in T, so only sets whose terms sum below `loss` less the bound can win."""
+                ) -> tuple[float, np.ndarray | None, bool] | None:
+    """(loss, sellers, more) of the best set of dual.k sellers whose loss is below `loss`
+    and that swaps at most `most` (None: any number) of the sellers T of the bound for
+    others, (inf, None, more) when there is none, or None when there are too many to list;
+    `more`: `most` is 1 and sets of two swaps or more can win. T holds the k least v_j =
+    costs_j + mu s_j; a set S of k exceeds the bound by at least the sum over T - S of
+    (p - v_j) plus the sum over S - T of (v_j - p), p the largest v in T, so only sets
+    whose terms sum below `loss` less the bound can win."""
     slack = loss - dual.bound
     if slack <= 0:
-        return np.inf, None
+        return np.inf, None, False
     m, costs = dual.members, _member_costs(core)
     v = costs[m] + dual.mu * core.size[m]
     order = np.argsort(v, kind="stable")
     taken, left = m[order[: dual.k]], m[order[dual.k :]]
     pivot = float(v[order[dual.k - 1]]) if dual.k else -np.inf
-    sides = [_light_subsets(pivot - v[order[: dual.k]], -core.size[taken], -costs[taken],
-                            slack, most),
-             _light_subsets(v[order[dual.k :]] - pivot, core.size[left], costs[left], slack,
-                            most)]
+    terms = [pivot - v[order[: dual.k]], v[order[dual.k :]] - pivot]
+    fits = [np.sort(side[side < slack])[:2] for side in terms]
+    more = most == 1 and min(f.size for f in fits) == 2 and fits[0].sum() + fits[1].sum() < slack
+    items = [(-core.size[taken], -costs[taken]), (core.size[left], costs[left])]
+    first = int(np.count_nonzero(terms[1] < slack) < np.count_nonzero(terms[0] < slack))
+    sides = [None, None]  # the side with fewer sellers that fit goes first: the other needs
+    sides[first] = _light_subsets(terms[first], *items[first], slack, most)  # no more levels
+    if sides[first] is not None:
+        sides[1 - first] = _light_subsets(terms[1 - first], *items[1 - first], slack,
+                                          len(sides[first]) - 1)
     if sides[0] is None or sides[1] is None:
         return None
     pool = core.base + float(core.size[taken].sum())
@@ -1946,7 +1963,7 @@ def _best_swaps(core: _Core, dual: _CountDual, loss: float, most: int | None
             best = found[0]
             chosen = np.union1d(np.setdiff1d(taken, taken[dropped.items[found[1]]]),
                                 left[added.items[found[2]]])
-    return best, chosen
+    return best, chosen, more
 
 
 class _Level(NamedTuple):
