@@ -8,7 +8,7 @@
    with tied prices at m = 200, integer sizes in a narrow band (1000 to 1099) at m = 200,
    some of them misreported by a factor 1.3, or 32 of them by random factors (sizes on no
    lattice), sizes on no lattice at all in narrow bands with prices per sample tied exactly
-   or to 1e-9 to 1e-4 (the slowest known kind), and sizes in thousands stored in float32
+   or to 1e-9 to 1e-4 (once the slowest known kind), and sizes in thousands stored in float32
    (near a decimal lattice) with prices per sample tied exactly or to 1e-6, timed next to
    greedy clearing; a posted-price market at m = 200 with sizes over six orders of
    magnitude, with the large models offered and with every model offered, the posted-price

@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is solved in one of eleven ways, all exact:
+3. The core is solved in one of twelve ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, bounded by
       the continuous relaxation of the sellers not yet decided; of a node's two children
@@ -161,7 +161,8 @@ Why the answer is exact. g is increasing and concave, so:
       per 16384 cells; 4096 nodes before a table beyond 2^28 cells, which is never built:
       with sizes in float32 and prices per sample tied to 1e-2, the lattice of 2^-24 made
       that work run for up to 0.4 s per buyer before the rounded tables of 3i took 0.05 s,
-      and a round at m = 200 now takes about 2.4 s rather than 57 s). Once the large
+      and a round at m = 200 took about 2.4 s rather than 57 s; 3l, tried before 3j, now
+      settles most such buyers). Once the large
       sellers are decided, the many small ones fill the pool nearly continuously, so the
       bound nearly attains and prunes (by price per sample, small and large sellers
       interleave, and each large one is decided again under every choice of the small ones
@@ -192,6 +193,33 @@ Why the answer is exact. g is increasing and concave, so:
       with prices per sample tied exactly (each buyer ran on for over 20 s before), and
       about 0.3 to 0.6 s with ties to 1e-9 to 1e-3 (4 to 5 s per buyer before with ties to
       1e-9 or 1e-6, 0.4 s with 1e-3).
+   l. Sets by their number of sellers, for flips with costs: off every lattice after 3h
+      when such sets have at most 4 numbers of sellers, in 3i after its first search with
+      up to 16, and before 3j when a lattice is too fine for the tables. For the sets of k
+      sellers and any slope mu < r, L(x) >= L(y) + mu (x - y) with L'(y) = mu (L is
+      convex), and a set's flip costs are R's plus the sum over its sellers of c_j (w_j
+      outside R, -w_j in R), so its loss is at least L(y) - mu (y - base) plus R's costs
+      plus the sum of v_j = c_j + mu s_j over its sellers, least for the k sellers T of
+      the least v_j. This Lagrangian bound is concave in mu; the tangents at the ends of a
+      bracket meet above its peak, where the next mu is tried (or the middle, when the
+      bracket did not halve), until within a thousandth of ``tol``. Where the relaxation of
+      2 takes a fraction of a seller, this bound holds the number of sellers fixed, so it
+      stays close to the best set when every set reaches n0 only through many flips or
+      costly ones: in a band 1 % wide with prices per sample tied to 1e-9, the best sets of
+      84 sellers flip about 60 and lose 1.2 to 1.5 tol, and the bound was within 0.25 tol
+      of them. A set S of k exceeds the bound by at least the sum over T - S of (p - v_j)
+      plus that over S - T of (v_j - p), p the largest v_j in T, every term >= 0, so only
+      sets whose terms sum below the best state's loss less the bound can win. They are
+      listed by the number of sellers swapped: each side's subsets by ascending term (a
+      range of sellers extends each, so the work is that of the subsets listed; the side
+      with fewer sellers that fit first, the other only to as many swaps), and paired by
+      their terms. Single swaps go first for every k, and their best narrows the rest;
+      with at most 2^18 subsets on a side and 2^18 pairs, the best of them is the best
+      set. In the markets measured a handful of sellers could be swapped and a buyer took
+      a few ms: a round at m = 200 in a band 1 % wide with ties to 1e-9, 1e-8, 1e-7 or
+      1e-6 takes about 0.35 to 0.5 s (9 s, 50 s and 280 s before for the first three),
+      and in a band 10 % wide with ties to 1e-4 (best sets of 16 or 17 sellers) about
+      0.35 s (4.8 s before); sizes in float32 with ties to 1e-2 about 0.4 s (2.5 s).
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -211,7 +239,8 @@ up to four sellers) look for a state within ``tol``, after which everything is p
 lattice sizes the rounded bound is attained exactly. On a lattice, exact ties go to the
 tables of bits (3e) and near ties to the flip table (3d); exact ties on integral sizes with
 a few others go to 3f, near a decimal lattice to 3k (near ties too), and on no lattice to
-3g (near ties to 3h), and what those leave on no lattice to the rounded tables (3i). The
+3g (near ties to 3h and 3l), and what those leave on no lattice to the rounded tables (3i),
+which try 3l again after a short search. The
 problem contains subset sum (with all prices per sample equal, the best set is the one
 whose total size comes closest to the relaxation's pool), so no exact method is fast on
 every input. The slowest known inputs are sizes in a narrow band (all within 10 % of each
@@ -221,16 +250,12 @@ them are 1.3 times an integer (tables on the lattice of 0.1, the integral sizes 
 theirs). Sizes of that kind on no decimal lattice have no exact table: when n0 lies near
 the least or the most that the best sets' number of sellers can reach, 3h settles a buyer
 within about 0.1 s (a round at m = 200 took 0.3 to 2 s, where the flip search alone took 50
-to 95 s); otherwise the rounded tables of 3i settle most buyers within 0.1 s but some take
-up to about 3 s (bands 0.2 % to 1 % wide, best sets of 50 to 115 sellers, where many cheap
-flips make the rounding error of a set large), where the flip search alone took minutes,
-and a round at m = 200 of buyers that all need 3i takes about 4 s. With prices per sample
-tied to within 1e-9 to 1e-7 in a band 1 % wide, the local search lets a round at m = 200
-with ties to 1e-9 finish in about 8 s (each buyer ran on for over 10 s without it), and,
-polishing the sets of the lowest bounds of large tables too, one with ties to 1e-8 for
-every buyer in about 40 s (0.2 s per buyer; 223 s before); with ties to 1e-7 for every
-buyer a round takes about 4 minutes (1 to 1.3 s per buyer, where the tables need lattices
-of a hundredth of a sample; 6.5 to 7 minutes before tables were updated in blocks).
+to 95 s); otherwise 3l settles buyers with near ties in a few ms (see there; rounds at
+m = 200 of 0.35 to 0.5 s, where the rounded tables of 3i, with the local search polishing
+their sets, took 5 s to almost 5 minutes). The rounded tables settle what 3l leaves, most
+buyers within 0.1 s but some in up to about 3 s (bands 0.2 % to 1 % wide, best sets of 50
+to 115 sellers, where many cheap flips make the rounding error of a set large), where the
+flip search alone took minutes.
 Integer sizes spread over four to eight orders of magnitude with prices per sample tied to
 about 1e-3 (a posted price with a small heterogeneity charge, every model offered, 8 to 200
 imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer over 0.02 s
@@ -938,12 +963,12 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     """Step 3i of the module docstring: for the sets with pools above n0 and those below
     it, flip tables over the sizes rounded down, or up, to ever finer lattices, until the
     search's best state is within ``tol`` of both lower bounds. The flip search goes first
-    for _ROUNDED_FIRST states, then step 3l (up to _DUAL_COUNTS numbers of sellers), and
-    the search again, for a share of their cells, after a round of
-    tables when that share is at least twice its last run (it may finish first), and
-    without limit once the tables would exceed _ROUNDED_CELLS. On a size lattice (flip tables
-    too large for 3d), steps are whole multiples of it, and a side left open after a round
-    on the lattice itself goes to the search without limit too. When all flips together cost
+    for _ROUNDED_FIRST states, then step 3l (up to _DUAL_COUNTS numbers of sellers); the
+    search runs again, for a share of their cells, after a round of tables when that share
+    is at least twice its last run (it may finish first), and without limit once the
+    tables would exceed _ROUNDED_CELLS. On a size lattice (flip tables too large for 3d),
+    steps are whole multiples of it, and a side left open after a round on the lattice
+    itself goes to the search without limit too. When all flips together cost
     at most _POLISHED_COSTS tol, each new best state is polished before the next round (the
     best toggles of up to four of the _PAIRED cheapest flips and its own, while they
     help), and so is the set of the lowest bound of a table of _POLISHED_CELLS or more."""
