@@ -1087,6 +1087,46 @@ def test_count_sets_settle_near_ties_in_narrow_bands(monkeypatch):
             abs=1e-11 * np.sqrt(K / n_own))
 
 
+def test_count_sets_decide_after_a_short_search_and_before_depth_first_search(monkeypatch):
+    # sizes drawn from reals in 1000-1100, prices per sample tied to 1e-6, best sets of about
+    # 80 sellers: sets of 5 to 16 numbers of sellers can win, so 3l waits for the short
+    # search of 3i, then decides before any table (the tables took 0.5 s for these five
+    # buyers, 3l 0.06 s). Sizes in float32 with ties to 1e-2 lie on a lattice too fine for
+    # tables: 3l goes before 3j and the rounded tables (0.17 s for these ten, 3l 0.02 s)
+    rng = np.random.default_rng(7)
+    band = rng.uniform(1000, 1100, 200)
+    tie = 1 + 1e-6 * rng.uniform(-1, 1, 200)
+    floats = float32_thousandths(200)
+    near = 1 + 1e-2 * np.random.default_rng(1).uniform(-1, 1, 200)
+    buyers = [(2.51e5, band, 1e-5 * band * tie, i) for i in range(5)]
+    buyers += [(0.02, floats, 1e-3 * floats * near, i) for i in range(10)]
+    buyers = [(K, N[i], np.delete(N, i), np.delete(cost, i)) for K, N, cost, i in buyers]
+    decided, count_sets, steps = [], exact._count_sets, []
+
+    def noted(core, loss, *counts):  # where 3l decided: on a lattice or not, counts allowed
+        found = count_sets(core, loss, *counts)
+        if found is not None:
+            decided.append((bool(core.step), counts))
+        return found
+
+    def counted(name):
+        step = getattr(exact, name)
+        return lambda *args: steps.append(name) or step(*args)
+
+    monkeypatch.setattr(exact, "_count_sets", noted)
+    for name in ("_rounded_bound", "_depth_first_flips"):
+        monkeypatch.setattr(exact, name, counted(name))
+    chosen = within_cpu_seconds(0.5, lambda: [ipfl.best_import_set(*b) for b in buyers])
+    assert decided.count((False, ())) == 5 and "_rounded_bound" not in steps  # in 3i
+    assert decided.count((True, ())) >= 5 and steps.count("_depth_first_flips") <= 5
+    without_count_sets(monkeypatch)
+    for b, mask in [(buyers[i], chosen[i]) for i in (0, 1, 5, 6)]:
+        K, n_own = b[:2]
+        assert ipfl.import_value(*b, mask) == pytest.approx(
+            ipfl.import_value(*b, ipfl.best_import_set(*b)), rel=1e-12,
+            abs=1e-11 * np.sqrt(K / n_own))
+
+
 def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkeypatch):
     # sizes drawn from a narrow band of reals, prices per sample tied to within 1e-6: the
     # best sets of four sellers need the smallest ones, and the flip search alone took
