@@ -926,7 +926,7 @@ def _flipped(core: _Core, flips: np.ndarray) -> np.ndarray:
 
 def _flips(core: _Core) -> np.ndarray:
     """The flips of an optimal set: the flip tables on a size lattice (3d, 3e), the free
-    flips off the lattice (3f, 3k, 3g), those with costs (3k, 3l, 3h), or else the rounded
+    flips off the lattice (3f, 3k, 3g), those with costs (3k, 3h, 3l), or else the rounded
     tables (3i)."""
     if core.step and not core.w.any():
         return _free_flips(core)
@@ -1897,7 +1897,7 @@ def _dual_of_count(core: _Core, sizes: np.ndarray, costs: np.ndarray, k: int,
     by_size = np.sort(sizes)
     low = max(pools[0], core.base + float(by_size[:k].sum()))
     high = min(pools[1], core.base + float(by_size[-k:].sum()))
-    if low > high:
+    if low > high or k > sizes.size:  # no such set
         return 0.0, np.inf
 
     def at(mu: float) -> tuple[float, float, float]:

@@ -1035,6 +1035,15 @@ def test_count_bounds_hold_every_set_of_their_number_of_sellers(seed, k, rank):
     assert (losses[below] >= np.array([bounds[c] for c in counts[below]]) - 1e-3 * core.tol).all()
 
 
+def test_count_bound_without_enough_sellers_is_infinite():
+    # the sellers a set of k can hold may number fewer than k (no sum of k sizes falls in
+    # the pools where L is low): there is no such set, even when the pools hold their sum
+    sizes = np.array([1000.0, 1001.0])
+    core = exact._Core(np.sqrt(5e5), 1000.0, sizes, 1e-3 * sizes)
+    pools = (core.base + sizes.sum(), core.base + sizes.sum())
+    assert exact._dual_of_count(core, sizes, core.w, 3, pools, np.inf)[1] == np.inf
+
+
 def test_count_sets_equal_brute_force():
     # step 3l lists the sets that can beat a limit by their number of sellers and the
     # sellers they swap for those of the bound: the best of them is the best set below the
