@@ -264,7 +264,7 @@ imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer 
 buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample tied to 1e-6
 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two narrow bands
 three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6 or 1e-4 are
-harder (the search largest first does not settle them, the tables do): 0.004 to 0.9 s per
+harder (the search largest first does not settle them, the tables do): 0.004 to 1 s per
 buyer (0.3 to 2.5 s when longer depth-first searches went before the tables). Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
 times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
