@@ -219,7 +219,7 @@ Why the answer is exact. g is increasing and concave, so:
       a few ms: a round at m = 200 in a band 1 % wide with ties to 1e-9, 1e-8, 1e-7 or
       1e-6 takes about 0.35 to 0.5 s (9 s, 50 s and 280 s before for the first three),
       and in a band 10 % wide with ties to 1e-4 (best sets of 16 or 17 sellers) about
-      0.35 s (4.8 s before); sizes in float32 with ties to 1e-2 about 0.4 s (2.5 s).
+      0.35 s (4.8 s before); sizes in float32 with ties to 1e-2 about 0.4 s (2.4 s).
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
