@@ -1612,8 +1612,7 @@ def _off_lattice(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
             return None
         if not total:
             return np.inf, 0, 0, 0
-        i = np.repeat(np.arange(first.size), count)
-        j = np.arange(total) - np.repeat(np.cumsum(count) - count - lo, count)
+        i, j = _ranges(lo, count)
         return best(first[i] + second[j], (first_code[i], second_code[j]))
 
     found = paired(low, high, _AT_ONCE * first.size)  # the sets that can beat `loss`, if few
@@ -1806,6 +1805,13 @@ def _best_listed(core: _Core, members: dict[int, np.ndarray]) -> tuple[float, np
     return _as_flips(core, chosen)
 
 
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ranges [starts_i, starts_i + counts_i) laid end to end: for each element, its
+    range i and its value."""
+    row = np.repeat(np.arange(counts.size), counts)
+    return row, np.arange(row.size) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+
+
 def _combination_sums(n: int, h: int, values: tuple[np.ndarray, ...] = ()) -> tuple[list, list]:
     """For each array of `values` (n entries), its sums over every h-subset of range(n) in
     ascending order of the subsets, and per member picked (its entry, the subset it extends)
@@ -1813,9 +1819,7 @@ def _combination_sums(n: int, h: int, values: tuple[np.ndarray, ...] = ()) -> tu
     sums, last, picks = [np.zeros(1) for _ in values], np.full(1, -1), []
     for left in range(h, 0, -1):  # members still to pick, this one included
         count = np.maximum(n - left - last, 0)  # room for the others after this one
-        first = np.cumsum(count) - count  # where each subset's extensions start
-        parent = np.repeat(np.arange(last.size), count)
-        last = np.repeat(last + 1 - first, count) + np.arange(parent.size)
+        parent, last = _ranges(last + 1, count)
         sums = [np.repeat(total, count) + x[last] for total, x in zip(sums, values, strict=True)]
         picks.append((last, parent))
     return sums, picks
@@ -1830,6 +1834,15 @@ def _traced_subsets(picks: list[tuple], at: np.ndarray) -> np.ndarray:
     return np.column_stack(columns[::-1]) if columns else np.zeros((at.size, 0), dtype=np.int64)
 
 
+def _winning_pools(core: _Core, loss: float) -> tuple[float, float]:
+    """An interval holding the pool of every set whose loss is below `loss`
+    (:func:`_pools_within`), widened by the rounding of sums of sizes."""
+    top = core.base + float(core.size.sum())
+    low, high = _pools_within(core, loss, core.base, top)
+    slack = 1e-9 * top
+    return low - slack, high + slack
+
+
 def _set_members(core: _Core, loss: float, most: int = _FEW_COUNTS
                  ) -> dict[int, np.ndarray] | None:
     """For each number of sellers k that a set S with its pool where L < `loss` can have,
@@ -1842,10 +1855,7 @@ def _set_members(core: _Core, loss: float, most: int = _FEW_COUNTS
     x0 = core.n0 - base  # in the interval: a quick look whether it holds too many k
     if np.count_nonzero((smallest <= x0) & (largest >= x0)) > most:
         return None
-    top = base + float(s.sum())
-    slack = 1e-9 * top  # rounding of the sums (it only widens the interval)
-    low, high = _pools_within(core, loss, base, top)
-    low, high = low - base - slack, high - base + slack
+    low, high = (pool - base for pool in _winning_pools(core, loss))
     counts = np.flatnonzero((smallest <= high) & (largest >= low)).tolist()
     if len(counts) > most:
         return None
@@ -1869,14 +1879,11 @@ def _count_duals(core: _Core, loss: float, counts: int) -> list[_CountDual] | No
     members = _set_members(core, loss, counts)
     if members is None:
         return None
-    top = core.base + float(core.size.sum())
-    low, high = _pools_within(core, loss, core.base, top)
-    slack = 1e-9 * top  # rounding of the sums (as in _set_members)
+    pools = _winning_pools(core, loss)
     costs, spent = _member_costs(core), float(core.w[core.in_r].sum())
     duals = []
     for k, m in members.items():
-        mu, bound = _dual_of_count(core, core.size[m], costs[m], k, (low - slack, high + slack),
-                                   loss - spent)
+        mu, bound = _dual_of_count(core, core.size[m], costs[m], k, pools, loss - spent)
         duals.append(_CountDual(k, m, mu, spent + bound))
     return duals
 
@@ -1966,10 +1973,11 @@ def _best_swaps(core: _Core, dual: _CountDual, loss: float, most: int | None
     taken, left = m[order[: dual.k]], m[order[dual.k :]]
     pivot = float(v[order[dual.k - 1]]) if dual.k else -np.inf
     terms = [pivot - v[order[: dual.k]], v[order[dual.k :]] - pivot]
-    fits = [np.sort(side[side < slack])[:2] for side in terms]
-    more = most == 1 and min(f.size for f in fits) == 2 and fits[0].sum() + fits[1].sum() < slack
+    fits = [side[side < slack] for side in terms]
+    least = [np.sort(fit)[:2] for fit in fits]
+    more = most == 1 and min(x.size for x in least) == 2 and least[0].sum() + least[1].sum() < slack
     items = [(-core.size[taken], -costs[taken]), (core.size[left], costs[left])]
-    first = int(np.count_nonzero(terms[1] < slack) < np.count_nonzero(terms[0] < slack))
+    first = int(fits[1].size < fits[0].size)
     sides = [None, None]  # the side with fewer sellers that fit goes first: the other needs
     sides[first] = _light_subsets(terms[first], *items[first], slack, most)  # no more levels
     if sides[first] is not None:
@@ -2022,8 +2030,7 @@ def _light_subsets(terms: np.ndarray, move: np.ndarray, cost: np.ndarray, slack:
         listed += total
         if listed > _LISTED_SETS:
             return None
-        parent = np.repeat(np.arange(counts.size), counts)
-        last = last[parent] + 1 + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        parent, last = _ranges(last + 1, counts)
         levels.append(_Level(level.terms[parent] + terms[last], level.move[parent] + move[last],
                              level.cost[parent] + cost[last],
                              np.column_stack([level.items[parent], order[last]])))
@@ -2043,8 +2050,8 @@ def _paired_swaps(core: _Core, dropped: _Level, added: _Level, slack: float, poo
         return None
     if not total:
         return np.inf, -1, -1
-    i = np.repeat(np.arange(dropped.terms.size), counts)
-    j = order[np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)]
+    i, ranked = _ranges(np.zeros_like(counts), counts)
+    j = order[ranked]
     losses = (core.loss(pool + dropped.move[i] + added.move[j]) + paid + dropped.cost[i]
               + added.cost[j])
     at = int(np.argmin(losses))

@@ -828,6 +828,17 @@ def without_count_sets(monkeypatch) -> None:
     monkeypatch.setattr(exact, "_count_sets", lambda core, loss, counts=0: None)
 
 
+def as_good_without_count_sets(monkeypatch, buyers, chosen, picked) -> None:
+    """Switch step 3l off, and assert that the buyers `picked` (K, n_own, sizes, prices)
+    get sets worth what `chosen` (their sets with it) are worth, within tol."""
+    without_count_sets(monkeypatch)
+    for i in picked:
+        K, n_own = buyers[i][:2]
+        assert ipfl.import_value(*buyers[i], chosen[i]) == pytest.approx(
+            ipfl.import_value(*buyers[i], ipfl.best_import_set(*buyers[i])), rel=1e-12,
+            abs=1e-11 * np.sqrt(K / n_own))
+
+
 def unlimited_searches(monkeypatch) -> list:
     """A list that gains an item each time the flip search is run without a limit."""
     unlimited, attempt = [], exact._Search.attempt
@@ -1091,12 +1102,7 @@ def test_count_sets_settle_near_ties_in_narrow_bands(monkeypatch):
     chosen = within_cpu_seconds(0.5, lambda: [ipfl.best_import_set(*b) for b in buyers])
     assert len(decided) >= len(buyers) and all(found is not None for found in decided)
     assert not tables
-    without_count_sets(monkeypatch)
-    for b, mask in [(buyers[i], chosen[i]) for i in (0, 1, 20, 21, 30)]:
-        K, n_own = b[:2]
-        assert ipfl.import_value(*b, mask) == pytest.approx(
-            ipfl.import_value(*b, ipfl.best_import_set(*b)), rel=1e-12,
-            abs=1e-11 * np.sqrt(K / n_own))
+    as_good_without_count_sets(monkeypatch, buyers, chosen, (0, 1, 20, 21, 30))
 
 
 def test_count_sets_decide_after_a_short_search_and_before_depth_first_search(monkeypatch):
@@ -1131,12 +1137,7 @@ def test_count_sets_decide_after_a_short_search_and_before_depth_first_search(mo
     chosen = within_cpu_seconds(0.5, lambda: [ipfl.best_import_set(*b) for b in buyers])
     assert decided.count((False, ())) == 5 and "_rounded_bound" not in steps  # in 3i
     assert decided.count((True, ())) >= 5 and steps.count("_depth_first_flips") <= 5
-    without_count_sets(monkeypatch)
-    for b, mask in [(buyers[i], chosen[i]) for i in (0, 1, 5, 6)]:
-        K, n_own = b[:2]
-        assert ipfl.import_value(*b, mask) == pytest.approx(
-            ipfl.import_value(*b, ipfl.best_import_set(*b)), rel=1e-12,
-            abs=1e-11 * np.sqrt(K / n_own))
+    as_good_without_count_sets(monkeypatch, buyers, chosen, (0, 1, 5, 6))
 
 
 def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkeypatch):
