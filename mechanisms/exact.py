@@ -20,7 +20,7 @@ Why the answer is exact. g is increasing and concave, so:
    with U the relaxation's value, x0 = n0 - n_own, and L convex with L(x0) = 0. Maximising V
    is minimising the loss L + W over the sets of "flips" (sellers added to or dropped from
    R) with W their total cost w, every term non-negative.
-3. The core is solved in one of twelve ways, all exact:
+3. The core is solved in one of thirteen ways, all exact:
 
    a. Depth-first branch-and-bound over the sellers sorted by price per sample, bounded by
       the continuous relaxation of the sellers not yet decided; of a node's two children
@@ -220,6 +220,24 @@ Why the answer is exact. g is increasing and concave, so:
       1e-6 takes about 0.35 to 0.5 s (9 s, 50 s and 280 s before for the first three),
       and in a band 10 % wide with ties to 1e-4 (best sets of 16 or 17 sellers) about
       0.35 s (4.8 s before); sizes in float32 with ties to 1e-2 about 0.4 s (2.4 s).
+   m. Sizes of two scales, in 3i after 3l: where a size is 16 or more times the next
+      smaller one, the sellers above that gap (coarse) and below it (fine) are split. A set
+      of coarse sellers C with pool y loses at least its flip costs plus the continuous
+      relaxation of 2 for the fine sellers added to y: the least of L(y + x) plus the
+      cheapest cost of x samples of them, fractions allowed (sellers by ascending cost per
+      sample, each taken whole while L' at the pool with it stays at or below minus its
+      cost per sample; a bisection finds that count for every y at once). Every set of
+      coarse sellers whose pool can still reach the pools where L is low is listed (at most
+      2^18, their sums built one member at a time, for the gap that leaves the fewest) and
+      bounded so; by ascending bound, while a set can beat the best found by more than
+      ``tol``, the fine sellers are solved exactly on top of it (this solver, with the
+      coarse set's pool as their base: fewer sellers, a narrower range of sizes), at most
+      64 times, after which the step declines. With sizes in bands near 10^2, 10^4 and
+      10^6 and prices per sample tied to 1e-6, the best sets hold about three sellers near
+      10^4 and must reach n0 within a fraction of a sample, which the sellers near 10^2
+      (tens of ``tol`` each) do in many ways: the rounded tables closed one side slowly and
+      left a buyer to the flip search, which ran on for over 40 s; 3m solves about ten sets
+      of the fine sellers and takes about 0.02 s.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -240,7 +258,7 @@ lattice sizes the rounded bound is attained exactly. On a lattice, exact ties go
 tables of bits (3e) and near ties to the flip table (3d); exact ties on integral sizes with
 a few others go to 3f, near a decimal lattice to 3k (near ties too), and on no lattice to
 3g (near ties to 3h and 3l), and what those leave on no lattice to the rounded tables (3i),
-which try 3l again after a short search. The
+which try 3l again, then 3m, after a short search. The
 problem contains subset sum (with all prices per sample equal, the best set is the one
 whose total size comes closest to the relaxation's pool), so no exact method is fast on
 every input. The slowest known inputs are sizes in a narrow band (all within 10 % of each
@@ -265,7 +283,11 @@ buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample 
 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two narrow bands
 three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6 or 1e-4 are
 harder (the search largest first does not settle them, the tables do): 0.004 to 1 s per
-buyer (0.3 to 2.5 s when longer depth-first searches went before the tables). Exact ties on
+buyer (0.3 to 2.5 s when longer depth-first searches went before the tables). Reals in three
+bands near 10^2, 10^4 and 10^6 with ties to 1e-6 take about 7 s for a round at m = 200 (a
+buyer ran on for over 40 s before 3m): for buyers near 10^2, the sets of four sellers near
+10^4 are too many for 3m to list, and the rounded tables settle them in about 0.07 s each.
+Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
 times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
 bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
@@ -334,6 +356,8 @@ _LISTED_SETS = 1 << 18  # step 3h lists at most this many sets, over all set siz
 _DUAL_STEPS = 64  # step 3l: most steps on the slope
 _DUAL_GAP = 1e-3  # and it stops when no slope can raise its bound by this many tol
 _DUAL_COUNTS = 16  # step 3l bounds sets of at most this many numbers of sellers
+_SCALES = 16  # step 3m: sizes split where one is this many times the next smaller
+_FINE_SOLVES = 64  # step 3m solves the sellers below the split at most this many times
 _EDGE = 32  # 3g polishes the set of the sellers nearest the mean size with this many either side
 _REMEMBERED = 16  # sorted subset sums of halves of 3f kept for later buyers (up to 1 MB each)
 _ROUNDED_UNITS = 1 << 10  # step 3i's first lattice: the largest flip moves this many units
@@ -976,6 +1000,8 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     if search.attempt(work):
         return search.best_flips
     found = _count_sets(core, search.best)
+    if found is None:
+        found = _two_scales(core, search.best)
     if found is not None:
         return _lower(found, search)
     sizes = np.abs(core.move)  # no flip rounds to 0:
@@ -1850,16 +1876,31 @@ def _set_members(core: _Core, loss: float, most: int = _FEW_COUNTS
     size x_S lies in an interval, which bounds k; a seller whose size plus the k - 1
     smallest, or largest, misses the interval cannot be in it."""
     s, base = core.size, core.base
-    by_size = np.sort(s)
-    smallest, largest = (np.concatenate([[0.0], np.cumsum(x)]) for x in (by_size, by_size[::-1]))
+    sums = _extreme_sums(s)
     x0 = core.n0 - base  # in the interval: a quick look whether it holds too many k
-    if np.count_nonzero((smallest <= x0) & (largest >= x0)) > most:
+    if np.count_nonzero((sums[0] <= x0) & (sums[1] >= x0)) > most:
         return None
     low, high = (pool - base for pool in _winning_pools(core, loss))
+    return _sellers_by_count(s, sums, low, high, most)
+
+
+def _extreme_sums(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The totals of the k smallest and of the k largest `sizes`, for k = 0, 1, ..."""
+    by_size = np.sort(sizes)
+    return tuple(np.concatenate([[0.0], np.cumsum(x)]) for x in (by_size, by_size[::-1]))
+
+
+def _sellers_by_count(sizes: np.ndarray, sums: tuple[np.ndarray, np.ndarray], low: float,
+                      high: float, most: int) -> dict[int, np.ndarray] | None:
+    """For each number of sellers k that a set with its total size in [low, high] can
+    have, the sellers it can hold (one whose size plus the k - 1 smallest, or largest,
+    misses the interval cannot); None when there are more than `most` such k. `sums`:
+    :func:`_extreme_sums` of `sizes`."""
+    smallest, largest = sums
     counts = np.flatnonzero((smallest <= high) & (largest >= low)).tolist()
     if len(counts) > most:
         return None
-    return {k: np.flatnonzero((s + smallest[k - 1] <= high) & (s + largest[k - 1] >= low))
+    return {k: np.flatnonzero((sizes + smallest[k - 1] <= high) & (sizes + largest[k - 1] >= low))
             if k else np.zeros(0, dtype=np.int64) for k in counts}
 
 
@@ -2056,6 +2097,92 @@ def _paired_swaps(core: _Core, dropped: _Level, added: _Level, slack: float, poo
               + added.cost[j])
     at = int(np.argmin(losses))
     return float(losses[at]), int(i[at]), int(j[at])
+
+
+def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
+    """Step 3m of the module docstring: (loss, flips) of the best set whose loss is below
+    `loss`, (inf, none) when there is none, or None when the sizes have no gap of _SCALES,
+    the coarse sets number over _LISTED_SETS or the fine sellers need over _FINE_SOLVES
+    solves. Each set of the coarse sellers (those above the gap) is bounded by the
+    continuous relaxation of the fine ones on top of it; by ascending bound, while it can
+    beat the best set found by more than ``tol``, the fine sellers are solved exactly on
+    top of it (:func:`best_set`, their own base)."""
+    split = _coarse_sets(core, loss)
+    if split is None:
+        return None
+    coarse, fine, members = split
+    if not members:  # no pool where a set can win
+        return np.inf, np.zeros(0, dtype=np.int64)
+    costs, spent = _member_costs(core), float(core.w[core.in_r].sum())
+    listed = [(coarse[m], *_combination_sums(m.size, k, (core.size[coarse[m]], costs[coarse[m]])))
+              for k, m in members.items()]  # (sellers, (pools, costs), picks) per k
+    pool = np.concatenate([sums[0] for _, sums, _ in listed])
+    paid = np.concatenate([sums[1] for _, sums, _ in listed])
+    starts = np.cumsum([0] + [sums[0].size for _, sums, _ in listed])
+    bounds = spent + paid + _relaxed_loss(core, fine, core.base + pool)
+    best, chosen, solves = loss, None, 0
+    for at in np.argsort(bounds, kind="stable"):
+        if bounds[at] >= best - core.tol:
+            break
+        if solves == _FINE_SOLVES:
+            return None
+        solves += 1
+        which = int(np.searchsorted(starts, at, side="right")) - 1
+        sellers, _, picks = listed[which]
+        part = sellers[_traced_subsets(picks, np.array([at - starts[which]]))[0]]
+        picked = best_set(core.sqrt_k, core.base + float(pool[at]), core.size[fine],
+                          core.price[fine])
+        found = _as_flips(core, np.concatenate([part, fine[picked]]))
+        if found[0] < best:
+            best, chosen = found
+    if chosen is None:
+        return np.inf, np.zeros(0, dtype=np.int64)
+    return best, chosen
+
+
+def _coarse_sets(core: _Core, loss: float
+                 ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]] | None:
+    """(coarse sellers, fine sellers, for each number k of coarse sellers a set whose loss
+    is below `loss` can hold, the indices into the coarse ones it can hold) for the gap of
+    _SCALES or more between sizes that leaves the fewest coarse sets to list; None when
+    there is no such gap or they all leave over _LISTED_SETS."""
+    s = core.size
+    by_size = np.sort(s)
+    gaps = by_size[1:][by_size[1:] >= _SCALES * by_size[:-1]]
+    low, high = (pool - core.base for pool in _winning_pools(core, loss))
+    best, listed = None, _LISTED_SETS
+    for edge in gaps:
+        coarse, fine = np.flatnonzero(s >= edge), np.flatnonzero(s < edge)
+        sizes = s[coarse]
+        members = _sellers_by_count(sizes, _extreme_sums(sizes), low - float(s[fine].sum()),
+                                    high, sizes.size + 1)
+        count = _set_count(members)
+        if count <= listed:
+            best, listed = (coarse, fine, members), count
+    return best
+
+
+def _relaxed_loss(core: _Core, sellers: np.ndarray, pools: np.ndarray) -> np.ndarray:
+    """For each pool of `pools`, the least of L(pool + x) plus the cost of x samples of
+    `sellers` (their costs as members, :func:`_member_costs`), fractions of a seller
+    allowed: a lower bound on any set of them added to that pool. The sellers go by
+    ascending cost per sample (L convex); the k-th is taken whole while L' at the pool
+    with it stays at or below minus its cost per sample, found by bisection for every pool
+    at once, and the next one up to where L' meets minus its cost per sample."""
+    costs = _member_costs(core)[sellers]
+    order = np.argsort(costs / core.size[sellers], kind="stable")
+    size, costs = core.size[sellers][order], costs[order]
+    rho = costs / size
+    reach, spend = (np.concatenate([[0.0], np.cumsum(x)]) for x in (size, costs))
+    low, high = np.zeros(pools.size, dtype=np.int64), np.full(pools.size, size.size)
+    while np.any(low < high):  # whole sellers: L'(pool + reach_k) <= -rho_k
+        mid = (low + high + 1) // 2
+        whole = _slope(core.sqrt_k, pools + reach[mid]) >= core.r + rho[mid - 1]
+        low, high = np.where(whole, mid, low), np.where(whole, high, mid - 1)
+    part = np.minimum(low, size.size - 1)  # the seller taken in part (none when all whole)
+    share = np.clip(_pool_at_slope(core.sqrt_k, core.r + rho[part]) - pools - reach[low], 0.0,
+                    np.where(low < size.size, size[part], 0.0))
+    return core.loss(pools + reach[low] + share) + spend[low] + rho[part] * share
 
 
 def _pairing_work(first: int, second: int, k: int) -> int:
