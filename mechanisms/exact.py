@@ -220,24 +220,31 @@ Why the answer is exact. g is increasing and concave, so:
       1e-6 takes about 0.35 to 0.5 s (9 s, 50 s and 280 s before for the first three),
       and in a band 10 % wide with ties to 1e-4 (best sets of 16 or 17 sellers) about
       0.35 s (4.8 s before); sizes in float32 with ties to 1e-2 about 0.4 s (2.4 s).
-   m. Sizes of two scales, in 3i after 3l: where a size is 16 or more times the next
-      smaller one, the sellers above that gap (coarse) and below it (fine) are split. A set
-      of coarse sellers C with pool y loses at least its flip costs plus the continuous
-      relaxation of 2 for the fine sellers added to y: the least of L(y + x) plus the
-      cheapest cost of x samples of them, fractions allowed (sellers by ascending cost per
-      sample, each taken whole while L' at the pool with it stays at or below minus its
-      cost per sample; a bisection finds that count for every y at once). Every set of
-      coarse sellers whose pool can still reach the pools where L is low is listed (at most
-      2^18, their sums built one member at a time, for the gap that leaves the fewest) and
-      bounded so; by ascending bound, while a set can beat the best found by more than
-      ``tol``, the fine sellers are solved exactly on top of it (this solver, with the
-      coarse set's pool as their base: fewer sellers, a narrower range of sizes), at most
-      64 times, after which the step declines. With sizes in bands near 10^2, 10^4 and
-      10^6 and prices per sample tied to 1e-6, the best sets hold about three sellers near
-      10^4 and must reach n0 within a fraction of a sample, which the sellers near 10^2
-      (tens of ``tol`` each) do in many ways: the rounded tables closed one side slowly and
-      left a buyer to the flip search, which ran on for over 40 s; 3m solves about ten sets
-      of the fine sellers and takes about 0.02 s.
+   m. Sizes of two scales, after 3l in 3i and before 3j on a lattice too fine for the
+      tables: where a size is 16 or more times the next smaller one, the sellers above that
+      gap (coarse) and below it (fine) are split, at the gap that leaves the fewest numbers
+      of coarse sellers a winning set can hold (at most 16). A set of coarse sellers C of
+      pool y loses at least its flip costs plus h(y), the continuous relaxation of 2 for
+      the fine sellers added to y: the least of L(y + x) plus the cheapest cost of x
+      samples of them, fractions allowed (sellers by ascending cost per sample, each taken
+      whole while L' at the pool with it stays at or below minus its cost per sample; a
+      bisection finds that count for every y at once). h is convex, with slope L' where the
+      relaxation fills to, so the Lagrangian bound of 3l holds with h in place of L: for
+      each number k of coarse sellers and each z, every such set loses at least h(z) + h'(z)
+      (y - z) plus its costs, least for the k sellers T of the least c_j + h'(z) s_j; the
+      best z lies where T's pool passes z (grids of 32 points, three rounds). The fine
+      sellers are solved exactly on top of each T (this solver, with T's pool as their
+      base: fewer sellers, a narrower range of sizes), then on top of the sets that swap
+      one seller of T, then two, then any number, each listed as in 3l against the best set
+      so far and taken by ascending h bound while one can beat the best by more than
+      ``tol``; at most 64 solves and 2^18 sets listed, else the step declines. Reals in
+      bands near 10^2, 10^4 and 10^6 with prices per sample tied to 1e-6: the best sets hold
+      about three sellers near 10^4 and must reach n0 within a fraction of a sample, which
+      the sellers near 10^2 (tens of ``tol`` each) do in many ways; the rounded tables
+      closed one side slowly and left a buyer to the flip search, which ran on for over
+      40 s, and 3m takes about 0.02 s. Integers near 10^3 and 10^6, ties to 1e-6: buyers
+      near 10^6 took 0.2 to 0.7 s in 3j and the tables, and 3m settles most of them in a
+      few ms, once single swaps have lowered the best set enough to list the rest.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -258,7 +265,8 @@ lattice sizes the rounded bound is attained exactly. On a lattice, exact ties go
 tables of bits (3e) and near ties to the flip table (3d); exact ties on integral sizes with
 a few others go to 3f, near a decimal lattice to 3k (near ties too), and on no lattice to
 3g (near ties to 3h and 3l), and what those leave on no lattice to the rounded tables (3i),
-which try 3l again, then 3m, after a short search. The
+which try 3l again, then 3m, after a short search (on a lattice too fine for the tables, 3m
+goes after 3l too, before 3j). The
 problem contains subset sum (with all prices per sample equal, the best set is the one
 whose total size comes closest to the relaxation's pool), so no exact method is fast on
 every input. The slowest known inputs are sizes in a narrow band (all within 10 % of each
@@ -282,12 +290,11 @@ imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer 
 buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample tied to 1e-6
 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two narrow bands
 three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6 or 1e-4 are
-harder (the search largest first does not settle them, the tables do): 0.004 to 1 s per
-buyer (0.3 to 2.5 s when longer depth-first searches went before the tables). Reals in three
-bands near 10^2, 10^4 and 10^6 with ties to 1e-6 take about 7 s for a round at m = 200 (a
-buyer ran on for over 40 s before 3m): for buyers near 10^2, the sets of four sellers near
-10^4 are too many for 3m to list, and the rounded tables settle them in about 0.07 s each.
-Exact ties on
+harder (the search largest first does not settle them; 3m, or else the tables, do): a round
+at m = 200 with ties to 1e-6 takes about 6 s, most buyers a few ms and some up to 1 s, where
+3m's listing stays too long. Reals in three bands near 10^2, 10^4 and 10^6 with ties to
+1e-6: about 3 s for a round at m = 200 (one buyer ran on for over 40 s before 3m), mostly in
+the solves of the sellers near 10^2, a band 10 % wide with near ties. Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
 times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
 bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
@@ -302,6 +309,7 @@ import copy
 import functools
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -357,6 +365,7 @@ _DUAL_STEPS = 64  # step 3l: most steps on the slope
 _DUAL_GAP = 1e-3  # and it stops when no slope can raise its bound by this many tol
 _DUAL_COUNTS = 16  # step 3l bounds sets of at most this many numbers of sellers
 _SCALES = 16  # step 3m: sizes split where one is this many times the next smaller
+_DUAL_GRID, _DUAL_ROUNDS = 32, 3  # step 3m: grids of this many pools, at most this many
 _FINE_SOLVES = 64  # step 3m solves the sellers below the split at most this many times
 _EDGE = 32  # 3g polishes the set of the sellers nearest the mean size with this many either side
 _REMEMBERED = 16  # sorted subset sums of halves of 3f kept for later buyers (up to 1 MB each)
@@ -1148,6 +1157,8 @@ def _table_flips(core: _Core) -> np.ndarray:
         found = _near_lattice(core, search.best + core.tol)  # sizes in float32, say
         if found is None:
             found = _count_sets(core, search.best)
+        if found is None:
+            found = _two_scales(core, search.best)
         if found is not None:
             return _lower(found, search)
         flips = _depth_first_flips(core, int(plan.cells * _DEPTH_SHARE) if plan.cells <= _CELLS
@@ -2000,14 +2011,32 @@ def _best_swaps(core: _Core, dual: _CountDual, loss: float, most: int | None
                 ) -> tuple[float, np.ndarray | None, bool] | None:
     """(loss, sellers, more) of the best set of dual.k sellers whose loss is below `loss`
     and that swaps at most `most` (None: any number) of the sellers T of the bound for
-    others, (inf, None, more) when there is none, or None when there are too many to list;
-    `more`: `most` is 1 and sets of two swaps or more can win. T holds the k least v_j =
-    costs_j + mu s_j; a set S of k exceeds the bound by at least the sum over T - S of
-    (p - v_j) plus the sum over S - T of (v_j - p), p the largest v in T, so only sets
-    whose terms sum below `loss` less the bound can win."""
+    others (:func:`_swaps`), (inf, None, more) when there is none, or None when there are
+    too many to list; `more`: `most` is 1 and sets of two swaps or more can win."""
     slack = loss - dual.bound
     if slack <= 0:
         return np.inf, None, False
+    listed = _swaps(core, dual, slack, most)
+    if listed is None:
+        return None
+    pool, paid, swapped, more = listed
+    losses = core.loss(pool) + paid
+    if not losses.size:
+        return np.inf, None, more
+    at = int(np.argmin(losses))
+    return float(losses[at]), swapped(at), more
+
+
+def _swaps(core: _Core, dual: _CountDual, slack: float, most: int | None
+           ) -> tuple[np.ndarray, np.ndarray, Callable[[int], np.ndarray], bool] | None:
+    """(pools, costs, sellers, more) of the sets of dual.k sellers whose terms sum below
+    `slack` and that swap at most `most` (None: any number) of the sellers T of the bound
+    for others: their pools and flip costs (R's included), a function giving the sellers of
+    the set at an index, and `more` (`most` is 1 and sets of two swaps or more fit); None
+    when they are too many to list. T holds the k least v_j = costs_j + mu s_j; a set S of
+    k exceeds the bound by at least the sum over T - S of (p - v_j) plus the sum over S - T
+    of (v_j - p), p the largest v in T, so only sets whose terms sum below `slack` (the
+    loss to beat less the bound) can win."""
     m, costs = dual.members, _member_costs(core)
     v = costs[m] + dual.mu * core.size[m]
     order = np.argsort(v, kind="stable")
@@ -2028,16 +2057,25 @@ def _best_swaps(core: _Core, dual: _CountDual, loss: float, most: int | None
         return None
     pool = core.base + float(core.size[taken].sum())
     paid = float(core.w[core.in_r].sum()) + float(costs[taken].sum())
-    best, chosen = np.inf, None
-    for dropped, added in zip(sides[0], sides[1], strict=False):
-        found = _paired_swaps(core, dropped, added, slack, pool, paid)
-        if found is None:
-            return None
-        if found[0] < best:
-            best = found[0]
-            chosen = np.union1d(np.setdiff1d(taken, taken[dropped.items[found[1]]]),
-                                left[added.items[found[2]]])
-    return best, chosen, more
+    levels = list(zip(sides[0], sides[1], strict=False))
+    pairs = [_paired_swaps(dropped, added, slack) for dropped, added in levels]
+    if any(pair is None for pair in pairs) or sum(i.size for i, _ in pairs) > _LISTED_SETS:
+        return None
+    starts = np.cumsum([0] + [i.size for i, _ in pairs])
+    pools = np.concatenate([pool + dropped.move[i] + added.move[j]
+                            for (dropped, added), (i, j) in zip(levels, pairs, strict=True)])
+    spent = np.concatenate([paid + dropped.cost[i] + added.cost[j]
+                            for (dropped, added), (i, j) in zip(levels, pairs, strict=True)])
+
+    def swapped(at: int) -> np.ndarray:
+        """The sellers of the set at `at`."""
+        level = int(np.searchsorted(starts, at, side="right")) - 1
+        (dropped, added), (i, j) = levels[level], pairs[level]
+        row = at - starts[level]
+        return np.union1d(np.setdiff1d(taken, taken[dropped.items[i[row]]]),
+                          left[added.items[j[row]]])
+
+    return pools, spent, swapped, more
 
 
 class _Level(NamedTuple):
@@ -2078,111 +2116,157 @@ def _light_subsets(terms: np.ndarray, move: np.ndarray, cost: np.ndarray, slack:
     return levels
 
 
-def _paired_swaps(core: _Core, dropped: _Level, added: _Level, slack: float, pool: float,
-                  paid: float) -> tuple[float, int, int] | None:
-    """(loss, i, j) of the best set of T less the dropped subset i plus the added subset
-    j, over the pairs whose terms sum below `slack` (T of pool `pool` and flip cost
-    `paid`); (inf, -1, -1) when there is none, None when the pairs number over
-    _LISTED_SETS."""
+def _paired_swaps(dropped: _Level, added: _Level, slack: float
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(i, j): the pairs of a dropped subset i and an added subset j whose terms sum below
+    `slack`, or None when they number over _LISTED_SETS."""
     order = np.argsort(added.terms, kind="stable")
     counts = np.searchsorted(added.terms[order], slack - dropped.terms)
-    total = int(counts.sum())
-    if total > _LISTED_SETS:
+    if int(counts.sum()) > _LISTED_SETS:
         return None
-    if not total:
-        return np.inf, -1, -1
     i, ranked = _ranges(np.zeros_like(counts), counts)
-    j = order[ranked]
-    losses = (core.loss(pool + dropped.move[i] + added.move[j]) + paid + dropped.cost[i]
-              + added.cost[j])
-    at = int(np.argmin(losses))
-    return float(losses[at]), int(i[at]), int(j[at])
+    return i, order[ranked]
 
 
 def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     """Step 3m of the module docstring: (loss, flips) of the best set whose loss is below
-    `loss`, (inf, none) when there is none, or None when the sizes have no gap of _SCALES,
-    the coarse sets number over _LISTED_SETS or the fine sellers need over _FINE_SOLVES
-    solves. Each set of the coarse sellers (those above the gap) is bounded by the
-    continuous relaxation of the fine ones on top of it; by ascending bound, while it can
-    beat the best set found by more than ``tol``, the fine sellers are solved exactly on
-    top of it (:func:`best_set`, their own base)."""
-    split = _coarse_sets(core, loss)
+    `loss`, (inf, none) when there is none, or None when the sizes have no gap of _SCALES
+    with at most _DUAL_COUNTS numbers of coarse sellers (those above it), their sets that
+    can win are too many to list, or the fine sellers need over _FINE_SOLVES solves. A set
+    of coarse sellers is bounded by the continuous relaxation of the fine ones on top of
+    its pool; the fine sellers are solved exactly on top of each number's set T of the
+    bound (:func:`best_set`, with its pool as their base), then the sets that swap one
+    seller of T, two, or any number and can beat the best are listed as in 3l and, by
+    ascending bound, solved in the same way while one can beat the best by more than
+    ``tol`` (each listing against the best set so far)."""
+    split = _coarse_counts(core, loss)
     if split is None:
         return None
-    coarse, fine, members = split
-    if not members:  # no pool where a set can win
-        return np.inf, np.zeros(0, dtype=np.int64)
-    costs, spent = _member_costs(core), float(core.w[core.in_r].sum())
-    listed = [(coarse[m], *_combination_sums(m.size, k, (core.size[coarse[m]], costs[coarse[m]])))
-              for k, m in members.items()]  # (sellers, (pools, costs), picks) per k
-    pool = np.concatenate([sums[0] for _, sums, _ in listed])
-    paid = np.concatenate([sums[1] for _, sums, _ in listed])
-    starts = np.cumsum([0] + [sums[0].size for _, sums, _ in listed])
-    bounds = spent + paid + _relaxed_loss(core, fine, core.base + pool)
+    fine, members = split
+    fill = _Fill(core, fine)
+    duals = [_coarse_dual(core, fill, k, m, loss) for k, m in members.items()]
     best, chosen, solves = loss, None, 0
-    for at in np.argsort(bounds, kind="stable"):
-        if bounds[at] >= best - core.tol:
-            break
-        if solves == _FINE_SOLVES:
-            return None
+
+    def solve(pool: float, coarse: np.ndarray) -> None:
+        """Offer the coarse sellers `coarse` (pool `pool`) with the best fine ones."""
+        nonlocal best, chosen, solves
         solves += 1
-        which = int(np.searchsorted(starts, at, side="right")) - 1
-        sellers, _, picks = listed[which]
-        part = sellers[_traced_subsets(picks, np.array([at - starts[which]]))[0]]
-        picked = best_set(core.sqrt_k, core.base + float(pool[at]), core.size[fine],
-                          core.price[fine])
-        found = _as_flips(core, np.concatenate([part, fine[picked]]))
+        picked = best_set(core.sqrt_k, pool, core.size[fine], core.price[fine])
+        found = _as_flips(core, np.concatenate([coarse, fine[picked]]))
         if found[0] < best:
             best, chosen = found
+
+    for dual in duals:
+        if dual.bound < best:
+            pool, _, traced, _ = _swaps(core, dual, core.tol, 0)  # T alone
+            solve(float(pool[0]), traced(0))
+    for most in (1, 2, None):
+        listed = [_swaps(core, dual, best - dual.bound, most) for dual in duals
+                  if dual.bound < best]
+        if any(found is None for found in listed):
+            return None
+        starts = np.cumsum([0] + [found[0].size for found in listed])
+        if starts[-1] > _LISTED_SETS:
+            return None
+        if not listed:
+            break
+        pools = np.concatenate([found[0] for found in listed])
+        bounds = np.concatenate([found[1] for found in listed]) + fill(pools)[0]
+        bounds[starts[:-1]] = np.inf  # the sets T, solved
+        for at in np.argsort(bounds, kind="stable"):
+            if bounds[at] >= best - core.tol:
+                break
+            if solves >= _FINE_SOLVES:
+                return None
+            which = int(np.searchsorted(starts, at, side="right")) - 1
+            solve(float(pools[at]), listed[which][2](int(at - starts[which])))
     if chosen is None:
         return np.inf, np.zeros(0, dtype=np.int64)
     return best, chosen
 
 
-def _coarse_sets(core: _Core, loss: float
-                 ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]] | None:
-    """(coarse sellers, fine sellers, for each number k of coarse sellers a set whose loss
-    is below `loss` can hold, the indices into the coarse ones it can hold) for the gap of
-    _SCALES or more between sizes that leaves the fewest coarse sets to list; None when
-    there is no such gap or they all leave over _LISTED_SETS."""
+def _coarse_counts(core: _Core, loss: float) -> tuple[np.ndarray, dict[int, np.ndarray]] | None:
+    """(fine sellers, for each number k of coarse sellers that a set whose loss is below
+    `loss` can hold, the coarse sellers it can hold) for the gap of _SCALES or more between
+    sizes that leaves the fewest such k; None when there is no such gap or each leaves
+    over _DUAL_COUNTS."""
     s = core.size
     by_size = np.sort(s)
     gaps = by_size[1:][by_size[1:] >= _SCALES * by_size[:-1]]
     low, high = (pool - core.base for pool in _winning_pools(core, loss))
-    best, listed = None, _LISTED_SETS
+    best, most = None, _DUAL_COUNTS
     for edge in gaps:
         coarse, fine = np.flatnonzero(s >= edge), np.flatnonzero(s < edge)
         sizes = s[coarse]
         members = _sellers_by_count(sizes, _extreme_sums(sizes), low - float(s[fine].sum()),
-                                    high, sizes.size + 1)
-        count = _set_count(members)
-        if count <= listed:
-            best, listed = (coarse, fine, members), count
+                                    high, most)
+        if members is not None and (best is None or len(members) < len(best[1])):
+            best = fine, {k: coarse[m] for k, m in members.items()}
     return best
 
 
-def _relaxed_loss(core: _Core, sellers: np.ndarray, pools: np.ndarray) -> np.ndarray:
-    """For each pool of `pools`, the least of L(pool + x) plus the cost of x samples of
-    `sellers` (their costs as members, :func:`_member_costs`), fractions of a seller
-    allowed: a lower bound on any set of them added to that pool. The sellers go by
-    ascending cost per sample (L convex); the k-th is taken whole while L' at the pool
-    with it stays at or below minus its cost per sample, found by bisection for every pool
-    at once, and the next one up to where L' meets minus its cost per sample."""
-    costs = _member_costs(core)[sellers]
-    order = np.argsort(costs / core.size[sellers], kind="stable")
-    size, costs = core.size[sellers][order], costs[order]
-    rho = costs / size
-    reach, spend = (np.concatenate([[0.0], np.cumsum(x)]) for x in (size, costs))
-    low, high = np.zeros(pools.size, dtype=np.int64), np.full(pools.size, size.size)
-    while np.any(low < high):  # whole sellers: L'(pool + reach_k) <= -rho_k
-        mid = (low + high + 1) // 2
-        whole = _slope(core.sqrt_k, pools + reach[mid]) >= core.r + rho[mid - 1]
-        low, high = np.where(whole, mid, low), np.where(whole, high, mid - 1)
-    part = np.minimum(low, size.size - 1)  # the seller taken in part (none when all whole)
-    share = np.clip(_pool_at_slope(core.sqrt_k, core.r + rho[part]) - pools - reach[low], 0.0,
-                    np.where(low < size.size, size[part], 0.0))
-    return core.loss(pools + reach[low] + share) + spend[low] + rho[part] * share
+def _coarse_dual(core: _Core, fill: _Fill, k: int, members: np.ndarray,
+                 enough: float) -> _CountDual:
+    """The bound of 3l for the sets of k of the coarse sellers `members`, with h(y), the
+    relaxation `fill` of the fine sellers on top of pool y (convex), in place of L: every
+    set of pool y loses at least h(z) + h'(z) (y - z), with h'(z) = L' at the pool the
+    relaxation fills to. Each z gives a slope mu = h'(z) and the k sellers T of the least
+    costs_j + mu s_j; the best bound lies where T's pool passes z, found on ever finer grids
+    of _DUAL_GRID points (_DUAL_ROUNDS of them; it stops at `enough`)."""
+    spent = float(core.w[core.in_r].sum())
+    sizes, costs = core.size[members], _member_costs(core)[members]
+    if k > sizes.size:
+        return _CountDual(k, members, 0.0, np.inf)
+    by_size = np.sort(sizes)
+    low, high = core.base + float(by_size[:k].sum()), core.base + float(by_size[-k:].sum())
+    best, slope = -np.inf, 0.0
+    for _ in range(_DUAL_ROUNDS):
+        z = np.linspace(low, high, _DUAL_GRID)
+        relaxed, filled = fill(z)
+        mu = core.r - _slope(core.sqrt_k, filled)
+        least = np.argpartition(costs + mu[:, None] * sizes, k - 1, axis=1)[:, :k] if k else (
+            np.zeros((z.size, 0), dtype=np.int64))
+        apart = core.base + sizes[least].sum(axis=1) - z  # decreasing in z
+        bound = spent + relaxed + costs[least].sum(axis=1) + mu * apart
+        at = int(np.argmax(bound))
+        if bound[at] > best:
+            best, slope = float(bound[at]), float(mu[at])
+        below = int(np.count_nonzero(apart > 0))  # T's pool passes z after these
+        low, high = z[max(below - 1, 0)], z[min(below, z.size - 1)]
+        if best >= enough or not low < high:
+            break
+    return _CountDual(k, members, slope, best)
+
+
+class _Fill:
+    """The continuous relaxation of 2 for `sellers` added to a pool: for each pool y, the
+    least of L(y + x) plus the cost of x samples of them (their costs as members,
+    :func:`_member_costs`), fractions of a seller allowed, which bounds any set of them
+    added to y. The sellers go by ascending cost per sample (L convex); the k-th is taken
+    whole while L' at the pool with it stays at or below minus its cost per sample, found
+    by bisection for every pool at once, and the next one up to where L' meets minus its
+    cost per sample."""
+
+    def __init__(self, core: _Core, sellers: np.ndarray):
+        costs = _member_costs(core)[sellers]
+        order = np.argsort(costs / core.size[sellers], kind="stable")
+        self.core, self.size, costs = core, core.size[sellers][order], costs[order]
+        self.rho = costs / self.size
+        self.reach, self.spend = (np.concatenate([[0.0], np.cumsum(x)]) for x in (self.size, costs))
+
+    def __call__(self, pools: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the bound, the pool y + x where it is least) for each of `pools`."""
+        core, size, rho, reach = self.core, self.size, self.rho, self.reach
+        low, high = np.zeros(pools.size, dtype=np.int64), np.full(pools.size, size.size)
+        while np.any(low < high):  # whole sellers: L'(pool + reach_k) <= -rho_k
+            mid = (low + high + 1) // 2
+            whole = _slope(core.sqrt_k, pools + reach[mid]) >= core.r + rho[mid - 1]
+            low, high = np.where(whole, mid, low), np.where(whole, high, mid - 1)
+        part = np.minimum(low, size.size - 1)  # the seller taken in part (none if all whole)
+        share = np.clip(_pool_at_slope(core.sqrt_k, core.r + rho[part]) - pools - reach[low],
+                        0.0, np.where(low < size.size, size[part], 0.0))
+        filled = pools + reach[low] + share
+        return core.loss(filled) + self.spend[low] + rho[part] * share, filled
 
 
 def _pairing_work(first: int, second: int, k: int) -> int:

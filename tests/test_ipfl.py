@@ -828,6 +828,11 @@ def without_count_sets(monkeypatch) -> None:
     monkeypatch.setattr(exact, "_count_sets", lambda core, loss, counts=0: None)
 
 
+def without_two_scales(monkeypatch) -> None:
+    """Switch step 3m off: it never decides."""
+    monkeypatch.setattr(exact, "_two_scales", lambda core, loss: None)
+
+
 def as_good_without_count_sets(monkeypatch, buyers, chosen, picked) -> None:
     """Switch step 3l off, and assert that the buyers `picked` (K, n_own, sizes, prices)
     get sets worth what `chosen` (their sets with it) are worth, within tol."""
@@ -1158,22 +1163,24 @@ def scaled_core(rng, k):
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 10))
-def test_relaxed_loss_is_the_least_over_fractions_of_sellers(seed, k):
-    # step 3m's bound on the fine sellers added to a pool: below every set of them, and
+def test_relaxation_on_top_of_a_pool_is_the_least_over_fractions_of_sellers(seed, k):
+    # step 3m's bound h(y) on the fine sellers added to pool y: below every set of them,
     # equal to the least of L plus the cheapest cost of x samples (sellers by ascending
-    # cost per sample) over x, found by a scalar minimiser on each seller's segment
+    # cost per sample) over x, found by a scalar minimiser on each seller's segment, and
+    # its slope (the coarse sets' Lagrangian bound rests on it) is L' where it fills to
     rng = np.random.default_rng(seed)
     core, members, _ = scaled_core(rng, k)
     sellers = np.flatnonzero(rng.random(k) < 0.7)
     if not sellers.size:
         return
     pools = core.base + rng.uniform(0.0, 1.0, 4) * core.size.sum()
-    bounds = exact._relaxed_loss(core, sellers, pools)
+    fill = exact._Fill(core, sellers)
+    bounds, filled = fill(pools)
     costs, sizes = exact._member_costs(core)[sellers], core.size[sellers]
     order = np.argsort(costs / sizes)
     reach, spend = (np.concatenate([[0.0], np.cumsum(x[order])]) for x in (sizes, costs))
     taken = members[: 2 ** sellers.size][:, -sellers.size :]  # every subset of the sellers
-    for pool, bound in zip(pools, bounds, strict=True):
+    for pool, bound, to in zip(pools, bounds, filled, strict=True):
         assert bound <= (core.loss(pool + taken @ sizes) + taken @ costs).min() + 1e-6 * core.tol
 
         def loss(x, pool=pool):
@@ -1183,6 +1190,35 @@ def test_relaxed_loss_is_the_least_over_fractions_of_sellers(seed, k):
                                         options={"xatol": 1e-12 * b}).fun, loss(a), loss(b))
                     for a, b in itertools.pairwise(reach))
         assert bound == pytest.approx(least, abs=1e-3 * core.tol)
+        assert loss(to - pool) == pytest.approx(bound, abs=1e-3 * core.tol)
+        step = 1e-4 * pool
+        ends = fill(np.array([pool - step, pool + step]))[0]
+        slope = core.r - exact._slope(core.sqrt_k, to)
+        assert ends[0] >= bound - slope * step - 1e-3 * core.tol  # a tangent: h is convex
+        assert ends[1] >= bound + slope * step - 1e-3 * core.tol
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.floats(0.0, 1.0))
+def test_coarse_bounds_hold_every_set_of_their_number_of_coarse_sellers(seed, k, rank):
+    # step 3m: no set whose loss is below the limit loses less than the Lagrangian bound
+    # for its number of coarse sellers, and none has another number of them
+    rng = np.random.default_rng(seed)
+    core, members, losses = scaled_core(rng, k)
+    limit = float(np.quantile(losses, rank**4)) + core.tol * rng.uniform(0.0, 2.0)
+    split = exact._coarse_counts(core, limit)
+    if split is None:
+        return
+    fine, counts = split
+    fill = exact._Fill(core, fine)
+    bounds = dict.fromkeys(range(k + 1), np.inf) | {
+        n: exact._coarse_dual(core, fill, n, sellers, np.inf).bound
+        for n, sellers in counts.items()}
+    coarse = np.ones(k, dtype=bool)
+    coarse[fine] = False
+    below = losses < limit
+    held = np.array([bounds[n] for n in (members[below] & coarse).sum(axis=1)])
+    assert (losses[below] >= held - 1e-3 * core.tol).all()
 
 
 def test_two_scales_equal_brute_force():
@@ -1217,25 +1253,34 @@ def test_two_scales_find_no_set_when_no_pool_can_win():
     assert np.isinf(found[0]) and found[1].size == 0
 
 
-def test_two_scales_settle_sizes_in_three_bands(monkeypatch):
-    # sizes near 10^2, 10^4 and 10^6 (reals, bands 10 % wide), prices per sample tied to
-    # 1e-6: the best sets hold about three sellers near 10^4 and the pool has to fall within
-    # a fraction of a sample of n0, which the sellers near 10^2 (tens of tol each) reach in
+def test_two_scales_settle_sizes_in_bands_magnitudes_apart(monkeypatch):
+    # reals near 10^2, 10^4 and 10^6 (bands 10 % wide), prices per sample tied to 1e-6: the
+    # best sets hold about three sellers near 10^4 and the pool has to fall within a
+    # fraction of a sample of n0, which the sellers near 10^2 (tens of tol each) reach in
     # many ways. The rounded tables converged too slowly on one side and left buyer 195 to
-    # the flip search, which ran on for over 40 s (45 and 80 took 0.5 and 0.9 s); step 3m
-    # solves a handful of sets of the sellers near 10^2 instead
+    # the flip search, which ran on for over 40 s (45 and 80 took 0.5 and 0.9 s). Integers
+    # near 10^3 and 10^6: the buyers near 10^6 took 0.2 to 0.7 s in the tables (step 3m
+    # lists their sets of twelve large sellers after one and then two swaps)
     rng = np.random.default_rng(7)
     N = rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200)
     cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
     K = 4e-8 * float(np.median(N)) ** 3
     buyers = [(K, N[i], np.delete(N, i), np.delete(cost, i)) for i in (195, 45, 80, 1, 4, 7)]
-    decided, two_scales = [], exact._two_scales
+    rng = np.random.default_rng(3)
+    N = np.where(rng.random(200) < 0.5, rng.integers(1000, 1100, 200),
+                 rng.integers(1_000_000, 1_100_000, 200)).astype(float)
+    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
+    buyers += [(1e12, N[i], np.delete(N, i), np.delete(cost, i)) for i in (2, 3, 13)]
+    decided, two_scales, depth_first = [], exact._two_scales, []
     monkeypatch.setattr(exact, "_two_scales", lambda *args: decided.append(
         two_scales(*args)) or decided[-1])
+    monkeypatch.setattr(exact, "_depth_first_flips", lambda *args: depth_first.append(1))
     chosen = within_cpu_seconds(0.5, lambda: [ipfl.best_import_set(*b) for b in buyers])
     assert sum(found is not None for found in decided) >= len(buyers)
-    monkeypatch.setattr(exact, "_two_scales", lambda core, loss: None)
-    for at in (3, 4, 5):
+    assert not depth_first  # on the integers, 3m goes before the tables' 3j
+    monkeypatch.undo()
+    without_two_scales(monkeypatch)
+    for at in (3, 4, 5, 8):
         expected = ipfl.best_import_set(*buyers[at])
         assert (ipfl.import_value(*buyers[at], chosen[at])
                 == pytest.approx(ipfl.import_value(*buyers[at], expected), abs=1e-12))
@@ -1824,10 +1869,11 @@ def test_exact_is_fast_with_sizes_over_eight_magnitudes(monkeypatch):
 def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
     # every flip table on a lattice treated as large: depth-first search decides, or (given
     # no work, and no table small enough) step 3i's rounded tables, on whole multiples of the
-    # lattice, certify the best set (step 3l switched off)
+    # lattice, certify the best set (steps 3l and 3m switched off)
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_WIDE_FIRST", 0), ("_SMALL_CELLS", -1)):
         monkeypatch.setattr(exact, name, value)
     without_count_sets(monkeypatch)
+    without_two_scales(monkeypatch)
     if path == "depth_first":  # with all the work it needs
         monkeypatch.setattr(exact, "_DEPTH_SHARE", 1e9)
     if path == "rounded":  # and no time for the flip search
