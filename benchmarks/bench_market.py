@@ -8,8 +8,9 @@
    with tied prices at m = 200, integer sizes in a narrow band (1000 to 1099) at m = 200,
    some of them misreported by a factor 1.3, or 32 of them by random factors (sizes on no
    lattice), sizes on no lattice at all in narrow bands with prices per sample tied exactly
-   or to 1e-9 to 1e-4 (once the slowest known kind), and sizes in thousands stored in float32
-   (near a decimal lattice) with prices per sample tied exactly or to 1e-6, timed next to
+   or to 1e-9 to 1e-4 (once the slowest known kind), sizes in thousands stored in float32
+   (near a decimal lattice) with prices per sample tied exactly or to 1e-6, and integer sizes
+   in two bands near 10^3 and 10^6 with prices per sample tied to 1e-6, timed next to
    greedy clearing; a posted-price market at m = 200 with sizes over six orders of
    magnitude, with the large models offered and with every model offered, the posted-price
    market without heterogeneity charge (lam = 0) at m = 50, and VCG next to exact clearing
@@ -159,6 +160,12 @@ def tie_benchmarks() -> None:
         exact_next_to_greedy(f"float32_sizes m=200 sizes=float32(500..600/1000) K=0.02 "
                              f"cost=1e-3*N noise={noise}",
                              (N, cost, np.full(200, 0.02), np.zeros((200, 200)), LAM))
+    rng = np.random.default_rng(3)  # two scales: integers near 10^3 and near 10^6
+    N = np.where(rng.random(200) < 0.5, rng.integers(1000, 1100, 200),
+                 rng.integers(1_000_000, 1_100_000, 200)).astype(float)
+    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
+    exact_next_to_greedy("two_bands m=200 sizes=1000..1099|1e6..1.1e6 K=1e12 cost=1e-5*N "
+                         "noise=1e-06", (N, cost, np.full(200, 1e12), np.zeros((200, 200)), LAM), 1)
     rng = np.random.default_rng(1)  # heavy-tailed sizes, near ties for large buyers
     N = np.rint(10 ** rng.uniform(1, 7, 200))
     D = rng.uniform(0, 1, (200, 200))

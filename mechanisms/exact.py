@@ -155,10 +155,12 @@ Why the answer is exact. g is increasing and concave, so:
       1e-8, the best state otherwise stayed over a tol above the best set while the tables
       grew to hundreds of millions of cells).
    j. The depth-first search of 3a with the sellers taken largest first, its bound still
-      the relaxation of the sellers not yet decided: for up to 4096 nodes after 3c when
-      sizes span more than three magnitudes (largest over smallest), and before a flip
+      the relaxation of the sellers not yet decided: for up to 1024 nodes after 3c when
+      sizes span more than three magnitudes (largest over smallest; the buyers it settled in
+      the markets measured took at most 1024, and in two bands near 10^3 and 10^6, 4096
+      failing nodes per buyer took over a third of a round), and before a flip
       table (3d) of more than 2^21 cells, with work in proportion to the table's (one node
-      per 16384 cells; 4096 nodes before a table beyond 2^28 cells, which is never built:
+      per 16384 cells; 1024 nodes before a table beyond 2^28 cells, which is never built:
       with sizes in float32 and prices per sample tied to 1e-2, the lattice of 2^-24 made
       that work run for up to 0.4 s per buyer before the rounded tables of 3i took 0.05 s,
       and a round at m = 200 took about 2.4 s rather than 57 s; 3l, tried before 3j, now
@@ -243,8 +245,9 @@ Why the answer is exact. g is increasing and concave, so:
       the sellers near 10^2 (tens of ``tol`` each) do in many ways; the rounded tables
       closed one side slowly and left a buyer to the flip search, which ran on for over
       40 s, and 3m takes about 0.02 s. Integers near 10^3 and 10^6, ties to 1e-6: buyers
-      near 10^6 took 0.2 to 0.7 s in 3j and the tables, and 3m settles most of them in a
-      few ms, once single swaps have lowered the best set enough to list the rest.
+      near 10^6 took 0.1 to 1 s in 3j and the tables, and 3m settles them in a few ms,
+      once single and double swaps (within a sixteenth or a 256th of the slack, where the
+      full listing would be too long) have lowered the best set enough to list the rest.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -290,11 +293,12 @@ imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer 
 buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample tied to 1e-6
 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two narrow bands
 three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6 or 1e-4 are
-harder (the search largest first does not settle them; 3m, or else the tables, do): a round
-at m = 200 with ties to 1e-6 takes about 6 s, most buyers a few ms and some up to 1 s, where
-3m's listing stays too long. Reals in three bands near 10^2, 10^4 and 10^6 with ties to
-1e-6: about 3 s for a round at m = 200 (one buyer ran on for over 40 s before 3m), mostly in
-the solves of the sellers near 10^2, a band 10 % wide with near ties. Exact ties on
+harder (the search largest first does not settle them; 3m does): a round at m = 200 takes
+about 2.1 s with ties to 1e-6 and 1.4 s with 1e-4 (46 s and 20 s before 3m), about 10 ms
+per buyer, most of it in 3j's 1024 nodes. Reals in three bands near 10^2, 10^4 and 10^6
+with ties to 1e-6: about 3 s for a round at m = 200 (one buyer ran on for over 40 s before
+3m), mostly in the solves of the sellers near 10^2 (a band 10 % wide with near ties, about
+1.5 ms each, eight or so per buyer). Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
 times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
 bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
@@ -319,7 +323,7 @@ TOL_REL = 1e-11  # the tolerance, relative to the objective's magnitude
 _NODES = 256  # depth-first work (nodes expanded) before the flip search takes over
 _DEPTH_SHARE = 1 / 16384  # depth-first work (largest first) per cell of a large flip table
 _WIDE = 1e3  # sizes spanning this much (largest over smallest) are taken largest first at once
-_WIDE_FIRST = 1 << 12  # such sizes: depth-first work, largest first, before anything else
+_WIDE_FIRST = 1 << 10  # such sizes: depth-first work, largest first, before anything else
 _BLOCK = 16  # depths whose rows of the depth-first relaxation are built at once
 _WALK = 4  # the depth-first relaxation walks this many sellers before it bisects a row
 _NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
@@ -366,6 +370,8 @@ _DUAL_GAP = 1e-3  # and it stops when no slope can raise its bound by this many 
 _DUAL_COUNTS = 16  # step 3l bounds sets of at most this many numbers of sellers
 _SCALES = 16  # step 3m: sizes split where one is this many times the next smaller
 _DUAL_GRID, _DUAL_ROUNDS = 32, 3  # step 3m: grids of this many pools, at most this many
+_SHARES = (1.0, 1 / 16, 1 / 256)  # 3m lists swaps of one or two sellers within these shares
+# of the slack, the first that fits (they only lower the best set before the full listing)
 _FINE_SOLVES = 64  # step 3m solves the sellers below the split at most this many times
 _EDGE = 32  # 3g polishes the set of the sellers nearest the mean size with this many either side
 _REMEMBERED = 16  # sorted subset sums of halves of 3f kept for later buyers (up to 1 MB each)
@@ -2160,16 +2166,20 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
         if dual.bound < best:
             pool, _, traced, _ = _swaps(core, dual, core.tol, 0)  # T alone
             solve(float(pool[0]), traced(0))
-    for most in (1, 2, None):
-        listed = [_swaps(core, dual, best - dual.bound, most) for dual in duals
-                  if dual.bound < best]
-        if any(found is None for found in listed):
-            return None
-        starts = np.cumsum([0] + [found[0].size for found in listed])
-        if starts[-1] > _LISTED_SETS:
-            return None
+    for most in (1, 2, None):  # sets that swap one seller of T, two, any number
+        for share in _SHARES if most else (1.0,):  # of the slack: all, or less when too many
+            listed = [_swaps(core, dual, share * (best - dual.bound), most) for dual in duals
+                      if dual.bound < best]
+            if all(found is not None for found in listed) and (
+                    sum(found[0].size for found in listed) <= _LISTED_SETS):
+                break
+        else:
+            if most is None:
+                return None
+            continue
         if not listed:
             break
+        starts = np.cumsum([0] + [found[0].size for found in listed])
         pools = np.concatenate([found[0] for found in listed])
         bounds = np.concatenate([found[1] for found in listed]) + fill(pools)[0]
         bounds[starts[:-1]] = np.inf  # the sets T, solved

@@ -1461,7 +1461,7 @@ def test_depth_first_search_before_a_table_never_built_gets_a_fixed_budget(monke
     # float32 sizes lie on a lattice of about 2^-24: with prices per sample tied to 1e-2
     # (step 3k cannot settle them), their flip tables would exceed 2^28 cells by far, so the
     # rounded tables decide; 3j before them took work in proportion to the table never
-    # built (up to 0.4 s per buyer, where 3i took 0.05 s) and now gets 4096 nodes (step 3l,
+    # built (up to 0.4 s per buyer, where 3i took 0.05 s) and now gets 1024 nodes (step 3l,
     # which settles these buyers before 3j, switched off)
     without_count_sets(monkeypatch)
     budgets, depth_first = [], exact._depth_first_flips
