@@ -145,7 +145,11 @@ Why the answer is exact. g is increasing and concave, so:
       offered the cheapest sets of the 8 cells with the lowest bounds each time, is within
       ``tol`` of both bounds. Later tables look only at pools where a cell's bound beat the
       best state. The search goes first for 2^16 states, again between
-      rounds for a share of their cells, and alone once a round would exceed 2^30 cells.
+      rounds for a share of their cells, and alone once a round would exceed 2^30 cells
+      (the first time, a round on lattices coarse enough to fit goes before: with sizes in
+      three bands near 10^2, 10^4 and 10^6 and 3m switched off, one side was left 2.4 tol
+      open at 6.7e8 cells, the next lattice needed 1.4e9, and the search alone went on for
+      over 40 s; the round that fits, of 8.6e8 cells, closes it in 1.7 s).
       When all flips together cost at most 2^12 tol (prices per sample tied to within about
       1e-7 in the markets measured), a set's pool matters more than which flips it pays
       for, and the tables' sets alone came closer to the best too slowly: each new best
@@ -380,6 +384,7 @@ _ROUNDED_TRACED = 8  # 3i offers the search the sets of this many pool changes p
 _FINER = 1 / 4  # 3i's next lattice is at least this fraction of the last
 _ROUNDED_SHARE = 1 / 512  # flip-search states per cell of a round of 3i's tables, after it
 _ROUNDED_CELLS = 1 << 30  # 3i's largest round of tables
+_SQUEEZE = 1.25  # a round beyond it is tried once on lattices this much coarser than fit
 _SLOPE_MOVE = 0.25  # 3i keeps a lattice once when the slope moves by more than this share
 _SLOPE_GAP = 4  # and the side's gap exceeds this many tol
 _ROUNDED_FIRST = 1 << 16  # flip-search states before 3i's first tables
@@ -1002,15 +1007,17 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     """Step 3i of the module docstring: for the sets with pools above n0 and those below
     it, flip tables over the sizes rounded down, or up, to ever finer lattices, until the
     search's best state is within ``tol`` of both lower bounds. The flip search goes first
-    for _ROUNDED_FIRST states, then step 3l (up to _DUAL_COUNTS numbers of sellers); the
-    search runs again, for a share of their cells, after a round of tables when that share
-    is at least twice its last run (it may finish first), and without limit once the
-    tables would exceed _ROUNDED_CELLS. On a size lattice (flip tables too large for 3d),
-    steps are whole multiples of it, and a side left open after a round on the lattice
-    itself goes to the search without limit too. When all flips together cost
-    at most _POLISHED_COSTS tol, each new best state is polished before the next round (the
-    best toggles of up to four of the _PAIRED cheapest flips and its own, while they
-    help), and so is the set of the lowest bound of a table of _POLISHED_CELLS or more."""
+    for _ROUNDED_FIRST states, then steps 3l (up to _DUAL_COUNTS numbers of sellers) and
+    3m; the search runs again, for a share of their cells, after a round of tables when
+    that share is at least twice its last run (it may finish first), and without limit
+    once the tables would exceed _ROUNDED_CELLS (the first time, after a round on lattices
+    _SQUEEZE times coarser than would fit, when finer than each side's last). On a size
+    lattice (flip tables too large for 3d), steps are whole multiples of it, and a side
+    left open after a round on the lattice itself goes to the search without limit too.
+    When all flips together cost at most _POLISHED_COSTS tol, each new best state is
+    polished before the next round (the best toggles of up to four of the _PAIRED cheapest
+    flips and its own, while they help), and so is the set of the lowest bound of a table
+    of _POLISHED_CELLS or more."""
     work = _ROUNDED_FIRST
     if search.attempt(work):
         return search.best_flips
@@ -1027,6 +1034,7 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     windows = [(core.base, np.inf)] * 2  # the pools where a better set may lie
     polishing = core.w.sum() <= _POLISHED_COSTS * core.tol  # cheap flips: pools decide
     cheapest, polished = np.argsort(core.w, kind="stable")[:_PAIRED], np.inf
+    last_steps, squeezed = [np.inf, np.inf], False  # each side's last lattice
     while sides:
         while polishing and search.best < polished:  # a new best state, until it stays
             polished = search.best  # toggles: the cheapest flips and the state's own
@@ -1036,6 +1044,18 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
                    for i in sides}
         plans = {i: _rounded_plan(rounded[i], search.best + core.tol, windows[i]) for i in sides}
         cells = sum(plan.cells for plan in plans.values())
+        wider = {i: steps[i] * _SQUEEZE * cells / _ROUNDED_CELLS for i in sides}  # to fit
+        if cells > _ROUNDED_CELLS and not squeezed and all(
+                _coarser(wider[i], core.step) < last_steps[i] for i in sides):
+            squeezed = True  # once: the finest lattices within _ROUNDED_CELLS
+            steps = [wider.get(i, step) for i, step in enumerate(steps)]
+            rounded = {i: core.rounded(_coarser(steps[i], core.step), (np.floor, np.ceil)[i])
+                       for i in sides}
+            plans = {i: _rounded_plan(rounded[i], search.best + core.tol, windows[i])
+                     for i in sides}
+            cells = sum(plan.cells for plan in plans.values())
+        for i in sides:
+            last_steps[i] = rounded[i].step
         finest = [i for i in sides if rounded[i].step == core.step]  # on the sizes' lattice
         last = [i for i in finest if lattice_rounds[i]]  # (exact but for float rounding)
         for i in finest:

@@ -1286,6 +1286,29 @@ def test_two_scales_settle_sizes_in_bands_magnitudes_apart(monkeypatch):
                 == pytest.approx(ipfl.import_value(*buyers[at], expected), abs=1e-12))
 
 
+def test_rounded_tables_squeeze_a_last_round_into_their_largest(monkeypatch):
+    # buyer 195 of the three-band market with step 3m switched off: the rounded tables left
+    # one side 2.4 tol open at 6.7e8 cells, and the next round's lattice needed 1.4e9, over
+    # 2^30, where the search alone went on for over 40 s; one round on lattices coarse
+    # enough to fit (8.6e8 cells) closes it
+    rng = np.random.default_rng(7)
+    N = rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200)
+    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
+    buyer = (4e-8 * float(np.median(N)) ** 3, N[195], np.delete(N, 195), np.delete(cost, 195))
+    expected = ipfl.best_import_set(*buyer)  # by step 3m
+    without_two_scales(monkeypatch)
+    attempt = exact._Search.attempt
+
+    def limited(search, budget):
+        assert budget < np.inf, "the search went on without limit"
+        return attempt(search, budget)
+
+    monkeypatch.setattr(exact._Search, "attempt", limited)
+    chosen = ipfl.best_import_set(*buyer)
+    assert (ipfl.import_value(*buyer, chosen)
+            == pytest.approx(ipfl.import_value(*buyer, expected), abs=1e-12))
+
+
 def test_exact_is_fast_and_exact_when_nearly_tied_sizes_lie_on_no_lattice(monkeypatch):
     # sizes drawn from a narrow band of reals, prices per sample tied to within 1e-6: the
     # best sets of four sellers need the smallest ones, and the flip search alone took
