@@ -1161,9 +1161,9 @@ def _table_flips(core: _Core) -> np.ndarray:
     """Step 3d of the module docstring. A small table of alternating flips supplies the
     first state (else the meet-in-the-middle search does), and a small flip table decides at
     once. A larger one is narrowed by the best state's loss of the table of alternating
-    flips when that has a fraction of its cells; one still large goes to steps 3k and 3l
-    (sizes near a decimal lattice, sets by their number of sellers), then to the
-    depth-first search (3j) with a share of its work, then waits for the flip search,
+    flips when that has a fraction of its cells; one still large goes to steps 3k, 3l and
+    3m (sizes near a decimal lattice, sets by their number of sellers, two scales), then to
+    the depth-first search (3j) with a share of its work, then waits for the flip search,
     which hands over once it has taken about as long as the table would; one beyond _CELLS
     goes to the rounded tables (3i). The table of alternating flips goes before the search
     when it is small, else after it."""
