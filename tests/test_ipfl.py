@@ -1025,7 +1025,13 @@ def random_core(rng, k):
     tied exactly or to 1e-9 to 0.3, and the loss of each of its 2^k sets (rows of
     subsets(k))."""
     sizes = 1000.0 * rng.uniform(1.0, 1.0 + float(rng.choice([0.01, 0.1, 1.0, 10.0])), k)
-    n_own, K = 1000.0, float(rng.choice([1e4, 5e5, 1e8]))
+    return core_of(rng, sizes, 1000.0, float(rng.choice([1e4, 5e5, 1e8])))
+
+
+def core_of(rng, sizes, n_own, K):
+    """The core of `sizes` with prices per sample near the slope at a random pool (tied
+    exactly or to 1e-9 to 0.3), and the loss of each of its sets (rows of subsets(k))."""
+    k = sizes.size
     fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
     noise = float(rng.choice([0.0, 1e-9, 1e-6, 1e-4, 1e-2, 0.3]))
     prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
@@ -1034,14 +1040,21 @@ def random_core(rng, k):
     return core, members, core.loss(n_own + members @ sizes) + (members ^ core.in_r) @ core.w
 
 
+def core_and_limit(make_core, seed, k, rank):
+    """make_core's core of k sellers, its sets' losses, and a limit at the rank^4 quantile
+    of those losses plus up to 2 tol."""
+    rng = np.random.default_rng(seed)
+    core, members, losses = make_core(rng, k)
+    limit = float(np.quantile(losses, rank**4)) + core.tol * rng.uniform(0.0, 2.0)
+    return core, members, losses, limit
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.floats(0.0, 1.0))
 def test_count_bounds_hold_every_set_of_their_number_of_sellers(seed, k, rank):
     # step 3l: no set of k sellers whose loss is below the limit has a loss below the
     # Lagrangian bound for k, and no such set has another number of sellers
-    rng = np.random.default_rng(seed)
-    core, members, losses = random_core(rng, k)
-    limit = float(np.quantile(losses, rank**4)) + core.tol * rng.uniform(0.0, 2.0)
+    core, members, losses, limit = core_and_limit(random_core, seed, k, rank)
     duals = exact._count_duals(core, limit, exact._DUAL_COUNTS)
     if duals is None:
         return
@@ -1066,13 +1079,20 @@ def test_count_sets_equal_brute_force():
     # limit (or none is, beyond tol), whenever the step decides. Limits 1 to 64 tol above
     # the least loss put the best set near the edge of the listing (listing only the sets
     # whose bound is 4 tol below the limit, or 1e-3 of the bound below it, fails here)
-    rng = np.random.default_rng(31)
+    assert listed_like_brute_force(np.random.default_rng(31), random_core, exact._count_sets,
+                                   1e-3) > 150
+
+
+def listed_like_brute_force(rng, make_core, step, within) -> int:
+    """On 300 cores of make_core(rng, k) with limits 1 to 64 tol above quantiles of their
+    losses, `step` (core, limit) finds the best set below the limit, up to `within` tol
+    (or none is, beyond tol) whenever it decides; returns how often it decided."""
     decided = 0
     for _ in range(300):
-        core, _, losses = random_core(rng, int(rng.integers(1, 13)))
+        core, _, losses = make_core(rng, int(rng.integers(1, 13)))
         limit = (float(np.quantile(losses, rng.choice([0.0, 0.0, 0.1, 0.5])))
                  + core.tol * float(rng.choice([1.0, 2.0, 8.0, 64.0])))
-        found = exact._count_sets(core, limit)
+        found = step(core, limit)
         if found is None:
             continue
         decided += 1
@@ -1081,8 +1101,8 @@ def test_count_sets_equal_brute_force():
             assert not (below < limit - core.tol).any()
         else:
             assert found[0] == pytest.approx(core.flip_loss(found[1]), abs=1e-3 * core.tol)
-            assert found[0] < limit and found[0] <= below.min() + 1e-3 * core.tol
-    assert decided > 150
+            assert found[0] < limit and found[0] <= below.min() + within * core.tol
+    return decided
 
 
 def test_count_sets_settle_near_ties_in_narrow_bands(monkeypatch):
@@ -1152,13 +1172,8 @@ def scaled_core(rng, k):
     scales = rng.choice([1.0, 20.0, 500.0, 3e4], size=int(rng.integers(2, 4)), replace=False)
     band = 1.0 + float(rng.choice([0.01, 0.1, 1.0]))
     sizes = 100.0 * rng.choice(scales, k) * rng.uniform(1.0, band, k)
-    n_own, K = float(rng.choice([10.0, 100.0, 1000.0])), float(10 ** rng.uniform(2, 12))
-    fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
-    noise = float(rng.choice([0.0, 1e-9, 1e-6, 1e-4, 1e-2, 0.3]))
-    prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
-    core = exact._Core(np.sqrt(K), n_own, sizes, prices)
-    members = subsets(k)
-    return core, members, core.loss(n_own + members @ sizes) + (members ^ core.in_r) @ core.w
+    return core_of(rng, sizes, float(rng.choice([10.0, 100.0, 1000.0])),
+                   float(10 ** rng.uniform(2, 12)))
 
 
 @settings(max_examples=100, deadline=None)
@@ -1203,9 +1218,7 @@ def test_relaxation_on_top_of_a_pool_is_the_least_over_fractions_of_sellers(seed
 def test_coarse_bounds_hold_every_set_of_their_number_of_coarse_sellers(seed, k, rank):
     # step 3m: no set whose loss is below the limit loses less than the Lagrangian bound
     # for its number of coarse sellers, and none has another number of them
-    rng = np.random.default_rng(seed)
-    core, members, losses = scaled_core(rng, k)
-    limit = float(np.quantile(losses, rank**4)) + core.tol * rng.uniform(0.0, 2.0)
+    core, members, losses, limit = core_and_limit(scaled_core, seed, k, rank)
     split = exact._coarse_counts(core, limit)
     if split is None:
         return
@@ -1225,23 +1238,8 @@ def test_two_scales_equal_brute_force():
     # step 3m lists the sets of the sellers above a gap in sizes by the relaxation of those
     # below it, and solves those below it exactly on top of each set that can still win:
     # the best set below the limit (or none is, beyond tol) whenever the step decides
-    rng = np.random.default_rng(37)
-    decided = 0
-    for _ in range(300):
-        core, _, losses = scaled_core(rng, int(rng.integers(1, 13)))
-        limit = (float(np.quantile(losses, rng.choice([0.0, 0.0, 0.1, 0.5])))
-                 + core.tol * float(rng.choice([1.0, 2.0, 8.0, 64.0])))
-        found = exact._two_scales(core, limit)
-        if found is None:
-            continue
-        decided += 1
-        below = losses[losses < limit]
-        if np.isinf(found[0]):
-            assert not (below < limit - core.tol).any()
-        else:
-            assert found[0] == pytest.approx(core.flip_loss(found[1]), abs=1e-3 * core.tol)
-            assert found[0] < limit and found[0] <= below.min() + core.tol
-    assert decided > 200
+    assert listed_like_brute_force(np.random.default_rng(37), scaled_core, exact._two_scales,
+                                   1.0) > 200
 
 
 def test_two_scales_find_no_set_when_no_pool_can_win():
