@@ -238,7 +238,13 @@ Why the answer is exact. g is increasing and concave, so:
       relaxation fills to, so the Lagrangian bound of 3l holds with h in place of L: for
       each number k of coarse sellers and each z, every such set loses at least h(z) + h'(z)
       (y - z) plus its costs, least for the k sellers T of the least c_j + h'(z) s_j; the
-      best z lies where T's pool passes z (grids of 32 points, three rounds). The fine
+      best z lies where T's pool passes z (grids of 32 points, three rounds). When the
+      pairs of numbers of coarse and of fine sellers that a winning set can have number at
+      most 16 (the fine sellers in a narrow band too, so that their pools cluster by
+      number), each pair gets the bound of 3l over both groups at once (the kc least v_j of
+      the coarse sellers and the kf least of the fine ones), which sees the gaps between
+      those clusters that the relaxation fills; it bounds the coarse sets of that pair,
+      and a coarse set is solved once, whatever pairs list it. The fine
       sellers are solved exactly on top of each T (this solver, with T's pool as their
       base: fewer sellers, a narrower range of sizes), then on top of the sets that swap
       one seller of T, then two, then any number, each listed as in 3l against the best set
@@ -248,7 +254,11 @@ Why the answer is exact. g is increasing and concave, so:
       about three sellers near 10^4 and must reach n0 within a fraction of a sample, which
       the sellers near 10^2 (tens of ``tol`` each) do in many ways; the rounded tables
       closed one side slowly and left a buyer to the flip search, which ran on for over
-      40 s, and 3m takes about 0.02 s. Integers near 10^3 and 10^6, ties to 1e-6: buyers
+      40 s, and 3m takes about 0.02 s. Reals in bands 1 % wide near 10^3 and 3 * 10^4 with
+      ties to 1e-6: n0 is reached only with some pairs of numbers, the relaxation's bound
+      stayed about 10^5 tol below the best set and the flip search ran on for over a
+      minute; the bounds by pairs settle such a buyer in about 0.02 s. Integers near 10^3
+      and 10^6, ties to 1e-6: buyers
       near 10^6 took 0.1 to 1 s in 3j and the tables, and 3m settles them in a few ms,
       once single and double swaps (within a sixteenth or a 256th of the slack, where the
       full listing would be too long) have lowered the best set enough to list the rest.
@@ -298,11 +308,12 @@ buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample 
 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two narrow bands
 three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6 or 1e-4 are
 harder (the search largest first does not settle them; 3m does): a round at m = 200 takes
-about 2.1 s with ties to 1e-6 and 1.4 s with 1e-4 (46 s and 20 s before 3m), about 10 ms
-per buyer, most of it in 3j's 1024 nodes. Reals in three bands near 10^2, 10^4 and 10^6
-with ties to 1e-6: about 3 s for a round at m = 200 (one buyer ran on for over 40 s before
-3m), mostly in the solves of the sellers near 10^2 (a band 10 % wide with near ties, about
-1.5 ms each, eight or so per buyer). Exact ties on
+about 1.5 s with ties to 1e-6 and 1.1 s with 1e-4 (46 s and 20 s before 3m), most of it in
+3j's 1024 nodes. Reals in three bands near 10^2, 10^4 and 10^6 with ties to 1e-6: about
+2.5 s for a round at m = 200 (one buyer ran on for over 40 s before 3m), mostly in the
+solves of the sellers near 10^2 (a band 10 % wide with near ties, about 1.5 ms each, eight
+or so per buyer); reals in bands 1 % wide near 10^3 and 3 * 10^4 with ties to 1e-9 or 1e-6
+about 2.6 s (a buyer ran on for over a minute before). Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
 times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
 bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
@@ -1961,36 +1972,42 @@ def _count_duals(core: _Core, loss: float, counts: int) -> list[_CountDual] | No
     costs, spent = _member_costs(core), float(core.w[core.in_r].sum())
     duals = []
     for k, m in members.items():
-        mu, bound = _dual_of_count(core, core.size[m], costs[m], k, pools, loss - spent)
+        mu, bound = _dual_of_count(core, [(core.size[m], costs[m], k)], pools, loss - spent)
         duals.append(_CountDual(k, m, mu, spent + bound))
     return duals
 
 
-def _dual_of_count(core: _Core, sizes: np.ndarray, costs: np.ndarray, k: int,
+def _dual_of_count(core: _Core, groups: list[tuple[np.ndarray, np.ndarray, int]],
                    pools: tuple[float, float], enough: float) -> tuple[float, float]:
     """(mu, bound): a lower bound on L(x_S) + sum_{j in S} costs_j over the sets S of k of
-    the sellers (`sizes`, `costs`) with their pools within `pools`. For every slope mu < r,
-    L(x) >= L(y) + mu (x - y) with L'(y) = mu (L is convex), so the bound is L(y) - mu y
-    plus the sum of the k least of costs_j + mu s_j: concave in mu, with slope the pool of
-    those k sellers less y. Its peak lies between L' at the least and the most pool such
-    sets can have; the tangents at the ends of that bracket meet above it (concave), at
-    the mu tried next (the bracket's middle when the last step did not halve it). It stops
-    once that meeting point is within _DUAL_GAP tol of the best bound, or at `enough`."""
-    if k == 0:
+    the sellers (sizes, costs) of each group (sizes, costs, k), with their pools within
+    `pools`. For every slope mu < r, L(x) >= L(y) + mu (x - y) with L'(y) = mu (L is
+    convex), so the bound is L(y) - mu y plus the sum over the groups of the k least of
+    costs_j + mu s_j: concave in mu, with slope the pool of those sellers less y. Its peak
+    lies between L' at the least and the most pool such sets can have; the tangents at the
+    ends of that bracket meet above it (concave), at the mu tried next (the bracket's
+    middle when the last step did not halve it). It stops once that meeting point is within
+    _DUAL_GAP tol of the best bound, or at `enough`."""
+    if all(k == 0 for _, _, k in groups):
         inside = pools[0] <= core.base <= pools[1]
         return 0.0, float(core.loss(core.base)) if inside else np.inf
-    by_size = np.sort(sizes)
-    low = max(pools[0], core.base + float(by_size[:k].sum()))
-    high = min(pools[1], core.base + float(by_size[-k:].sum()))
-    if low > high or k > sizes.size:  # no such set
+    if any(k > sizes.size for sizes, _, k in groups):  # no such set
+        return 0.0, np.inf
+    by_size = [(np.sort(sizes), k) for sizes, _, k in groups if k]
+    low = max(pools[0], core.base + sum(float(s[:k].sum()) for s, k in by_size))
+    high = min(pools[1], core.base + sum(float(s[-k:].sum()) for s, k in by_size))
+    if low > high:
         return 0.0, np.inf
 
     def at(mu: float) -> tuple[float, float, float]:
         """(mu, the bound at mu, its slope)."""
         pool = float(_pool_at_slope(core.sqrt_k, core.r - mu))  # y
-        least = np.argpartition(costs + mu * sizes, k - 1)[:k]
-        apart = core.base + float(sizes[least].sum()) - pool
-        return mu, float(core.loss(pool)) + float(costs[least].sum()) + mu * apart, apart
+        size = spent = 0.0
+        for sizes, costs, k in groups:
+            least = np.argpartition(costs + mu * sizes, k - 1)[:k] if k else slice(0)
+            size, spent = size + float(sizes[least].sum()), spent + float(costs[least].sum())
+        apart = core.base + size - pool
+        return mu, float(core.loss(pool)) + spent + mu * apart, apart
 
     ends = [at(core.r - float(_slope(core.sqrt_k, n))) for n in (low, high)]
     best, halve = max(ends, key=lambda end: end[1]), False
@@ -2160,23 +2177,27 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     with at most _DUAL_COUNTS numbers of coarse sellers (those above it), their sets that
     can win are too many to list, or the fine sellers need over _FINE_SOLVES solves. A set
     of coarse sellers is bounded by the continuous relaxation of the fine ones on top of
-    its pool; the fine sellers are solved exactly on top of each number's set T of the
-    bound (:func:`best_set`, with its pool as their base), then the sets that swap one
-    seller of T, two, or any number and can beat the best are listed as in 3l and, by
-    ascending bound, solved in the same way while one can beat the best by more than
-    ``tol`` (each listing against the best set so far)."""
+    its pool, and the sets of each number of them (:func:`_coarse_dual`), or of each pair
+    of numbers of coarse and fine sellers when few (:func:`_pair_duals`), by a bound of
+    3l. The fine sellers are solved exactly, once per coarse set, on top of each bound's
+    set T (:func:`best_set`, with its pool as their base), then of the sets that swap one
+    seller of T, two, or any number and can beat the best, listed as in 3l and taken by
+    ascending bound while one can beat the best by more than ``tol`` (each listing
+    against the best set so far)."""
     split = _coarse_counts(core, loss)
     if split is None:
         return None
     fine, members = split
     fill = _Fill(core, fine)
-    duals = [_coarse_dual(core, fill, k, m, loss) for k, m in members.items()]
-    best, chosen, solves = loss, None, 0
+    duals = _pair_duals(core, fine, members, loss)
+    if duals is None:
+        duals = [_coarse_dual(core, fill, k, m, loss) for k, m in members.items()]
+    best, chosen, solved = loss, None, set()
 
     def solve(pool: float, coarse: np.ndarray) -> None:
         """Offer the coarse sellers `coarse` (pool `pool`) with the best fine ones."""
-        nonlocal best, chosen, solves
-        solves += 1
+        nonlocal best, chosen
+        solved.add(tuple(coarse.tolist()))
         picked = best_set(core.sqrt_k, pool, core.size[fine], core.price[fine])
         found = _as_flips(core, np.concatenate([coarse, fine[picked]]))
         if found[0] < best:
@@ -2185,13 +2206,14 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     for dual in duals:
         if dual.bound < best:
             pool, _, traced, _ = _swaps(core, dual, core.tol, 0)  # T alone
-            solve(float(pool[0]), traced(0))
+            if tuple(traced(0).tolist()) not in solved:
+                solve(float(pool[0]), traced(0))
     for most in (1, 2, None):  # sets that swap one seller of T, two, any number
         for share in _SHARES if most else (1.0,):  # of the slack: all, or less when too many
-            listed = [_swaps(core, dual, share * (best - dual.bound), most) for dual in duals
-                      if dual.bound < best]
-            if all(found is not None for found in listed) and (
-                    sum(found[0].size for found in listed) <= _LISTED_SETS):
+            listed = [(dual, _swaps(core, dual, share * (best - dual.bound), most))
+                      for dual in duals if dual.bound < best]
+            if all(found is not None for _, found in listed) and (
+                    sum(found[0].size for _, found in listed) <= _LISTED_SETS):
                 break
         else:
             if most is None:
@@ -2199,20 +2221,60 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
             continue
         if not listed:
             break
-        starts = np.cumsum([0] + [found[0].size for found in listed])
-        pools = np.concatenate([found[0] for found in listed])
-        bounds = np.concatenate([found[1] for found in listed]) + fill(pools)[0]
-        bounds[starts[:-1]] = np.inf  # the sets T, solved
+        starts = np.cumsum([0] + [found[0].size for _, found in listed])
+        pools = np.concatenate([found[0] for _, found in listed])
+        bounds = np.maximum(
+            np.concatenate([found[1] for _, found in listed]) + fill(pools)[0],
+            np.concatenate([dual.bound + found[1] + dual.mu * found[0]
+                            - (found[1][0] + dual.mu * found[0][0]) for dual, found in listed]))
         for at in np.argsort(bounds, kind="stable"):
             if bounds[at] >= best - core.tol:
                 break
-            if solves >= _FINE_SOLVES:
-                return None
             which = int(np.searchsorted(starts, at, side="right")) - 1
-            solve(float(pools[at]), listed[which][2](int(at - starts[which])))
+            coarse = listed[which][1][2](int(at - starts[which]))
+            if tuple(coarse.tolist()) in solved:
+                continue
+            if len(solved) >= _FINE_SOLVES:
+                return None
+            solve(float(pools[at]), coarse)
     if chosen is None:
         return np.inf, np.zeros(0, dtype=np.int64)
     return best, chosen
+
+
+def _pair_duals(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray],
+                loss: float) -> list[_CountDual] | None:
+    """For each pair (kc, kf) of :func:`_count_pairs`, the bound of 3l over both groups at
+    once (the kc least v_j of the coarse sellers members[kc] and the kf least of the `fine`
+    ones), as a bound on the sets of kc coarse sellers; None when the pairs number over
+    _DUAL_COUNTS."""
+    pools = _winning_pools(core, loss)
+    pairs = _count_pairs(core, fine, members, pools)
+    if len(pairs) > _DUAL_COUNTS:
+        return None
+    costs, spent = _member_costs(core), float(core.w[core.in_r].sum())
+    duals = []
+    for kc, kf in pairs:
+        m = members[kc]
+        groups = [(core.size[m], costs[m], kc), (core.size[fine], costs[fine], kf)]
+        mu, bound = _dual_of_count(core, groups, pools, loss - spent)
+        duals.append(_CountDual(kc, m, mu, spent + bound))
+    return duals
+
+
+def _count_pairs(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray],
+                 pools: tuple[float, float]) -> list[tuple[int, int]]:
+    """The numbers kc of coarse sellers (members[kc] those a set can hold) and kf of the
+    `fine` ones that a set with its pool within `pools` can have."""
+    low, high = (pool - core.base for pool in pools)
+    fine_smallest, fine_largest = _extreme_sums(core.size[fine])
+    pairs = []
+    for kc, m in members.items():
+        if kc <= m.size:
+            smallest, largest = (float(x[kc]) for x in _extreme_sums(core.size[m]))
+            pairs += [(kc, int(kf)) for kf in np.flatnonzero(
+                (smallest + fine_smallest <= high) & (largest + fine_largest >= low))]
+    return pairs
 
 
 def _coarse_counts(core: _Core, loss: float) -> tuple[np.ndarray, dict[int, np.ndarray]] | None:

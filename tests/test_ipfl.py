@@ -1070,7 +1070,7 @@ def test_count_bound_without_enough_sellers_is_infinite():
     sizes = np.array([1000.0, 1001.0])
     core = exact._Core(np.sqrt(5e5), 1000.0, sizes, 1e-3 * sizes)
     pools = (core.base + sizes.sum(), core.base + sizes.sum())
-    assert exact._dual_of_count(core, sizes, core.w, 3, pools, np.inf)[1] == np.inf
+    assert exact._dual_of_count(core, [(sizes, core.w, 3)], pools, np.inf)[1] == np.inf
 
 
 def test_count_sets_equal_brute_force():
@@ -1234,6 +1234,28 @@ def test_coarse_bounds_hold_every_set_of_their_number_of_coarse_sellers(seed, k,
     assert (losses[below] >= held - 1e-3 * core.tol).all()
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.floats(0.0, 1.0))
+def test_pair_bounds_hold_every_set_of_their_numbers_of_coarse_and_fine_sellers(seed, k, rank):
+    # step 3m with few numbers of fine sellers: no set whose loss is below the limit loses
+    # less than the bound for its numbers of coarse and of fine sellers, and none has
+    # another pair of them
+    core, members, losses, limit = core_and_limit(scaled_core, seed, k, rank)
+    split = exact._coarse_counts(core, limit)
+    duals = None if split is None else exact._pair_duals(core, *split, limit)
+    if duals is None:
+        return
+    pairs = exact._count_pairs(core, *split, exact._winning_pools(core, limit))
+    bounds = {pair: dual.bound for pair, dual in zip(pairs, duals, strict=True)}
+    fine = np.zeros(k, dtype=bool)
+    fine[split[0]] = True
+    below = losses < limit
+    counts = zip((members[below] & ~fine).sum(axis=1).tolist(),
+                 (members[below] & fine).sum(axis=1).tolist(), strict=True)
+    held = np.array([bounds.get(pair, np.inf) for pair in counts])
+    assert (losses[below] >= held - 1e-3 * core.tol).all()
+
+
 def test_two_scales_equal_brute_force():
     # step 3m lists the sets of the sellers above a gap in sizes by the relaxation of those
     # below it, and solves those below it exactly on top of each set that can still win:
@@ -1258,7 +1280,10 @@ def test_two_scales_settle_sizes_in_bands_magnitudes_apart(monkeypatch):
     # many ways. The rounded tables converged too slowly on one side and left buyer 195 to
     # the flip search, which ran on for over 40 s (45 and 80 took 0.5 and 0.9 s). Integers
     # near 10^3 and 10^6: the buyers near 10^6 took 0.2 to 0.7 s in the tables (step 3m
-    # lists their sets of twelve large sellers after one and then two swaps)
+    # lists their sets of twelve large sellers after one and then two swaps). Reals in
+    # bands 1 % wide near 10^3 and 3 * 10^4: sets reach n0 only with some pairs of numbers
+    # of large and small sellers, and the bound for each pair settles buyer 35, where the
+    # flip search ran on for over a minute
     rng = np.random.default_rng(7)
     N = rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200)
     cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
@@ -1269,19 +1294,37 @@ def test_two_scales_settle_sizes_in_bands_magnitudes_apart(monkeypatch):
                  rng.integers(1_000_000, 1_100_000, 200)).astype(float)
     cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
     buyers += [(1e12, N[i], np.delete(N, i), np.delete(cost, i)) for i in (2, 3, 13)]
+    rng = np.random.default_rng(7)
+    N = rng.choice([1e3, 3e4], 200) * rng.uniform(1, 1.01, 200)
+    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
+    K = 4e-8 * float(np.median(N)) ** 3
+    buyers += [(K, N[i], np.delete(N, i), np.delete(cost, i)) for i in (35, 0)]
     decided, two_scales, depth_first = [], exact._two_scales, []
     monkeypatch.setattr(exact, "_two_scales", lambda *args: decided.append(
         two_scales(*args)) or decided[-1])
     monkeypatch.setattr(exact, "_depth_first_flips", lambda *args: depth_first.append(1))
+    without_search_alone(monkeypatch)
     chosen = within_cpu_seconds(0.5, lambda: [ipfl.best_import_set(*b) for b in buyers])
     assert sum(found is not None for found in decided) >= len(buyers)
     assert not depth_first  # on the integers, 3m goes before the tables' 3j
     monkeypatch.undo()
     without_two_scales(monkeypatch)
-    for at in (3, 4, 5, 8):
+    for at in (3, 4, 5, 8, 10):
         expected = ipfl.best_import_set(*buyers[at])
         assert (ipfl.import_value(*buyers[at], chosen[at])
                 == pytest.approx(ipfl.import_value(*buyers[at], expected), abs=1e-12))
+
+
+def without_search_alone(monkeypatch) -> None:
+    """Fail at once where the flip search would go on without limit (it can run on for
+    minutes)."""
+    attempt = exact._Search.attempt
+
+    def limited(search, budget):
+        assert budget < np.inf, "the search went on without limit"
+        return attempt(search, budget)
+
+    monkeypatch.setattr(exact._Search, "attempt", limited)
 
 
 def test_rounded_tables_squeeze_a_last_round_into_their_largest(monkeypatch):
@@ -1295,13 +1338,7 @@ def test_rounded_tables_squeeze_a_last_round_into_their_largest(monkeypatch):
     buyer = (4e-8 * float(np.median(N)) ** 3, N[195], np.delete(N, 195), np.delete(cost, 195))
     expected = ipfl.best_import_set(*buyer)  # by step 3m
     without_two_scales(monkeypatch)
-    attempt = exact._Search.attempt
-
-    def limited(search, budget):
-        assert budget < np.inf, "the search went on without limit"
-        return attempt(search, budget)
-
-    monkeypatch.setattr(exact._Search, "attempt", limited)
+    without_search_alone(monkeypatch)
     chosen = ipfl.best_import_set(*buyer)
     assert (ipfl.import_value(*buyer, chosen)
             == pytest.approx(ipfl.import_value(*buyer, expected), abs=1e-12))
