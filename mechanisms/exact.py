@@ -1953,8 +1953,9 @@ def _sellers_by_count(sizes: np.ndarray, sums: tuple[np.ndarray, np.ndarray], lo
 
 
 class _CountDual(NamedTuple):
-    """Step 3l for the sets of k sellers (core indices `members`): the slope `mu` of the
-    best Lagrangian bound found and that `bound` (flip costs of R included)."""
+    """Steps 3l and 3m, for the sets of k of the sellers `members` (core indices; in 3m
+    the coarse ones, with the fine ones on top): the slope `mu` of the best Lagrangian
+    bound found and that `bound` (flip costs of R included)."""
 
     k: int
     members: np.ndarray
