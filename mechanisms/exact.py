@@ -1828,6 +1828,12 @@ def _member_costs(core: _Core) -> np.ndarray:
     return np.where(core.in_r, -core.w, core.w)
 
 
+def _r_costs(core: _Core) -> float:
+    """sum_{j in R} w_j: the flip cost every set pays besides its members' costs
+    (:func:`_member_costs`)."""
+    return float(core.w[core.in_r].sum())
+
+
 def _as_flips(core: _Core, sellers: np.ndarray) -> tuple[float, np.ndarray]:
     """(loss, flips) of the set of `sellers`."""
     flips = np.flatnonzero(np.isin(np.arange(core.size.size), sellers) ^ core.in_r)
@@ -1970,7 +1976,7 @@ def _count_duals(core: _Core, loss: float, counts: int) -> list[_CountDual] | No
     if members is None:
         return None
     pools = _winning_pools(core, loss)
-    costs, spent = _member_costs(core), float(core.w[core.in_r].sum())
+    costs, spent = _member_costs(core), _r_costs(core)
     duals = []
     for k, m in members.items():
         mu, bound = _dual_of_count(core, [(core.size[m], costs[m], k)], pools, loss - spent)
@@ -2100,7 +2106,7 @@ def _swaps(core: _Core, dual: _CountDual, slack: float, most: int | None
     if sides[0] is None or sides[1] is None:
         return None
     pool = core.base + float(core.size[taken].sum())
-    paid = float(core.w[core.in_r].sum()) + float(costs[taken].sum())
+    paid = _r_costs(core) + float(costs[taken].sum())
     levels = list(zip(sides[0], sides[1], strict=False))
     pairs = [_paired_swaps(dropped, added, slack) for dropped, added in levels]
     if any(pair is None for pair in pairs) or sum(i.size for i, _ in pairs) > _LISTED_SETS:
@@ -2185,12 +2191,13 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     seller of T, two, or any number and can beat the best, listed as in 3l and taken by
     ascending bound while one can beat the best by more than ``tol`` (each listing
     against the best set so far)."""
-    split = _coarse_counts(core, loss)
+    pools = _winning_pools(core, loss)
+    split = _coarse_counts(core, pools)
     if split is None:
         return None
     fine, members = split
     fill = _Fill(core, fine)
-    duals = _pair_duals(core, fine, members, loss)
+    duals = _pair_duals(core, fine, members, pools, loss)
     if duals is None:
         duals = [_coarse_dual(core, fill, k, m, loss) for k, m in members.items()]
     best, chosen, solved = loss, None, set()
@@ -2224,10 +2231,9 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
             break
         starts = np.cumsum([0] + [found[0].size for _, found in listed])
         pools = np.concatenate([found[0] for _, found in listed])
-        bounds = np.maximum(
+        bounds = np.maximum(  # the relaxation of the fine sellers, and the dual's tangent
             np.concatenate([found[1] for _, found in listed]) + fill(pools)[0],
-            np.concatenate([dual.bound + found[1] + dual.mu * found[0]
-                            - (found[1][0] + dual.mu * found[0][0]) for dual, found in listed]))
+            np.concatenate([_moved_bound(dual, *found[:2]) for dual, found in listed]))
         for at in np.argsort(bounds, kind="stable"):
             if bounds[at] >= best - core.tol:
                 break
@@ -2243,17 +2249,24 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     return best, chosen
 
 
+def _moved_bound(dual: _CountDual, pools: np.ndarray, paid: np.ndarray) -> np.ndarray:
+    """The bound of `dual` for each set of a listing of :func:`_swaps` (pools, flip costs;
+    the set T first): the bound moved by the set's sum of v_j = costs_j + mu s_j less T's."""
+    v = paid + dual.mu * pools
+    return dual.bound + v - v[0]
+
+
 def _pair_duals(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray],
-                loss: float) -> list[_CountDual] | None:
-    """For each pair (kc, kf) of :func:`_count_pairs`, the bound of 3l over both groups at
-    once (the kc least v_j of the coarse sellers members[kc] and the kf least of the `fine`
-    ones), as a bound on the sets of kc coarse sellers; None when the pairs number over
+                pools: tuple[float, float], loss: float) -> list[_CountDual] | None:
+    """For each pair (kc, kf) of :func:`_count_pairs` (sets with their pools within
+    `pools`, those where L is below `loss`), the bound of 3l over both groups at once (the
+    kc least v_j of the coarse sellers members[kc] and the kf least of the `fine` ones), as
+    a bound on the sets of kc coarse sellers; None when the pairs number over
     _DUAL_COUNTS."""
-    pools = _winning_pools(core, loss)
     pairs = _count_pairs(core, fine, members, pools)
     if len(pairs) > _DUAL_COUNTS:
         return None
-    costs, spent = _member_costs(core), float(core.w[core.in_r].sum())
+    costs, spent = _member_costs(core), _r_costs(core)
     duals = []
     for kc, kf in pairs:
         m = members[kc]
@@ -2278,15 +2291,16 @@ def _count_pairs(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray],
     return pairs
 
 
-def _coarse_counts(core: _Core, loss: float) -> tuple[np.ndarray, dict[int, np.ndarray]] | None:
-    """(fine sellers, for each number k of coarse sellers that a set whose loss is below
-    `loss` can hold, the coarse sellers it can hold) for the gap of _SCALES or more between
+def _coarse_counts(core: _Core, pools: tuple[float, float]
+                   ) -> tuple[np.ndarray, dict[int, np.ndarray]] | None:
+    """(fine sellers, for each number k of coarse sellers that a set with its pool within
+    `pools` can hold, the coarse sellers it can hold) for the gap of _SCALES or more between
     sizes that leaves the fewest such k; None when there is no such gap or each leaves
     over _DUAL_COUNTS."""
     s = core.size
     by_size = np.sort(s)
     gaps = by_size[1:][by_size[1:] >= _SCALES * by_size[:-1]]
-    low, high = (pool - core.base for pool in _winning_pools(core, loss))
+    low, high = (pool - core.base for pool in pools)
     best, most = None, _DUAL_COUNTS
     for edge in gaps:
         coarse, fine = np.flatnonzero(s >= edge), np.flatnonzero(s < edge)
@@ -2306,7 +2320,7 @@ def _coarse_dual(core: _Core, fill: _Fill, k: int, members: np.ndarray,
     relaxation fills to. Each z gives a slope mu = h'(z) and the k sellers T of the least
     costs_j + mu s_j; the best bound lies where T's pool passes z, found on ever finer grids
     of _DUAL_GRID points (_DUAL_ROUNDS of them; it stops at `enough`)."""
-    spent = float(core.w[core.in_r].sum())
+    spent = _r_costs(core)
     sizes, costs = core.size[members], _member_costs(core)[members]
     if k > sizes.size:
         return _CountDual(k, members, 0.0, np.inf)

@@ -1219,7 +1219,7 @@ def test_coarse_bounds_hold_every_set_of_their_number_of_coarse_sellers(seed, k,
     # step 3m: no set whose loss is below the limit loses less than the Lagrangian bound
     # for its number of coarse sellers, and none has another number of them
     core, members, losses, limit = core_and_limit(scaled_core, seed, k, rank)
-    split = exact._coarse_counts(core, limit)
+    split = exact._coarse_counts(core, exact._winning_pools(core, limit))
     if split is None:
         return
     fine, counts = split
@@ -1241,11 +1241,12 @@ def test_pair_bounds_hold_every_set_of_their_numbers_of_coarse_and_fine_sellers(
     # less than the bound for its numbers of coarse and of fine sellers, and none has
     # another pair of them
     core, members, losses, limit = core_and_limit(scaled_core, seed, k, rank)
-    split = exact._coarse_counts(core, limit)
-    duals = None if split is None else exact._pair_duals(core, *split, limit)
+    pools = exact._winning_pools(core, limit)
+    split = exact._coarse_counts(core, pools)
+    duals = None if split is None else exact._pair_duals(core, *split, pools, limit)
     if duals is None:
         return
-    pairs = exact._count_pairs(core, *split, exact._winning_pools(core, limit))
+    pairs = exact._count_pairs(core, *split, pools)
     bounds = {pair: dual.bound for pair, dual in zip(pairs, duals, strict=True)}
     fine = np.zeros(k, dtype=bool)
     fine[split[0]] = True
