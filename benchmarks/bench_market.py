@@ -10,13 +10,13 @@
    lattice), sizes on no lattice at all in narrow bands with prices per sample tied exactly
    or to 1e-9 to 1e-4 (once the slowest known kind), sizes in thousands stored in float32
    (near a decimal lattice) with prices per sample tied exactly or to 1e-6, integer sizes
-   in two bands near 10^3 and 10^6 and real ones in two bands 1 % wide near 10^3 and
-   3 * 10^4 with prices per sample tied to 1e-6, timed next to greedy clearing; a
-   posted-price market at m = 200 with sizes over six orders of magnitude, with the large
-   models offered and with every model offered, the posted-price market without
-   heterogeneity charge (lam = 0) at m = 50, and VCG next to exact clearing with prices per
-   sample tied exactly at m = 200 (a solve without each imported seller, unless
-   replacements settle it).
+   in two bands near 10^3 and 10^6, real ones in two bands 1 % wide near 10^3 and
+   3 * 10^4 and in three bands 10 % wide near 10^2, 10^4 and 10^6 with prices per sample
+   tied to 1e-6, timed next to greedy clearing; a posted-price market at m = 200 with
+   sizes over six orders of magnitude, with the large models offered and with every model
+   offered, the posted-price market without heterogeneity charge (lam = 0) at m = 50, and
+   VCG next to exact clearing with prices per sample tied exactly at m = 200 (a solve
+   without each imported seller, unless replacements settle it).
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 
@@ -172,6 +172,13 @@ def tie_benchmarks() -> None:
     cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
     K = 4e-8 * float(np.median(N)) ** 3
     exact_next_to_greedy(f"two_close_bands m=200 sizes=U(1e3,1.01e3)|U(3e4,3.03e4) K={K:.3g} "
+                         "cost=1e-5*N noise=1e-06",
+                         (N, cost, np.full(200, K), np.zeros((200, 200)), LAM), 1)
+    rng = np.random.default_rng(7)  # reals in three bands 10 % wide near 10^2, 10^4, 10^6
+    N = rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200)
+    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
+    K = 4e-8 * float(np.median(N)) ** 3
+    exact_next_to_greedy(f"three_bands m=200 sizes=U(1,1.1)*10^(2|4|6) K={K:.3g} "
                          "cost=1e-5*N noise=1e-06",
                          (N, cost, np.full(200, K), np.zeros((200, 200)), LAM), 1)
     rng = np.random.default_rng(1)  # heavy-tailed sizes, near ties for large buyers

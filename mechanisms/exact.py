@@ -144,8 +144,13 @@ Why the answer is exact. g is increasing and concave, so:
       exceeds 4 tol (closer, a finer lattice gains more), until the search's best state,
       offered the cheapest sets of the 8 cells with the lowest bounds each time, is within
       ``tol`` of both bounds. Later tables look only at pools where a cell's bound beat the
-      best state. The search goes first for 2^16 states, again between
-      rounds for a share of their cells, and alone once a round would exceed 2^30 cells
+      best state. The search goes first for 2^10 states and then, when flips have costs,
+      3m (with sizes in bands 1 % wide near 10^3 and 3 * 10^4 and ties to 1e-6 or 1e-9, a
+      round at m = 200 took about 1.7 s rather than 2.6 s with 2^16 states first); when 3m
+      declines, the search for 2^16 states, 3l and 3m (each declines at once at a loss
+      where it declined before, for too many sets or solves: the search seldom lowers it),
+      again between rounds for a share of their cells, and alone once a round would exceed
+      2^30 cells
       (the first time, a round on lattices coarse enough to fit goes before: with sizes in
       three bands near 10^2, 10^4 and 10^6 and 3m switched off, one side was left 2.4 tol
       open at 6.7e8 cells, the next lattice needed 1.4e9, and the search alone went on for
@@ -248,8 +253,17 @@ Why the answer is exact. g is increasing and concave, so:
       sellers are solved exactly on top of each T (this solver, with T's pool as their
       base: fewer sellers, a narrower range of sizes), then on top of the sets that swap
       one seller of T, then two, then any number, each listed as in 3l against the best set
-      so far and taken by ascending h bound while one can beat the best by more than
-      ``tol``; at most 64 solves and 2^18 sets listed, else the step declines. Reals in
+      so far and taken by ascending bound while one can beat the best by more than
+      ``tol``; at most 64 solves and 2^18 sets listed, else the step declines (at once
+      when one or two swaps list too many even within a 256th of the slack: more swaps
+      would list more). A listed
+      set's bound is the most of the dual's tangent, h, and a floor by numbers: kf fine
+      sellers on top of pool y reach a pool between y plus the kf smallest and the kf
+      largest sizes, and cost at least their kf least c_j, so the set loses at least L at
+      the point of that range nearest n0 plus those costs, least over kf. It sees the gaps
+      between the clusters of pools that h fills: with bands 1 % wide near 10^3 and 3 * 10^4
+      and K a hundred times larger than below, a buyer needs 10 solves instead of 56.
+      The two on top of the pool are computed only for the sets the tangent leaves. Reals in
       bands near 10^2, 10^4 and 10^6 with prices per sample tied to 1e-6: the best sets hold
       about three sellers near 10^4 and must reach n0 within a fraction of a sample, which
       the sellers near 10^2 (tens of ``tol`` each) do in many ways; the rounded tables
@@ -282,8 +296,8 @@ lattice sizes the rounded bound is attained exactly. On a lattice, exact ties go
 tables of bits (3e) and near ties to the flip table (3d); exact ties on integral sizes with
 a few others go to 3f, near a decimal lattice to 3k (near ties too), and on no lattice to
 3g (near ties to 3h and 3l), and what those leave on no lattice to the rounded tables (3i),
-which try 3l again, then 3m, after a short search (on a lattice too fine for the tables, 3m
-goes after 3l too, before 3j). The
+which try 3m after a short search, then 3l and 3m again after a longer one (on a lattice
+too fine for the tables, 3m goes after 3l, before 3j). The
 problem contains subset sum (with all prices per sample equal, the best set is the one
 whose total size comes closest to the relaxation's pool), so no exact method is fast on
 every input. The slowest known inputs are sizes in a narrow band (all within 10 % of each
@@ -310,10 +324,11 @@ three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6
 harder (the search largest first does not settle them; 3m does): a round at m = 200 takes
 about 1.5 s with ties to 1e-6 and 1.1 s with 1e-4 (46 s and 20 s before 3m), most of it in
 3j's 1024 nodes. Reals in three bands near 10^2, 10^4 and 10^6 with ties to 1e-6: about
-2.5 s for a round at m = 200 (one buyer ran on for over 40 s before 3m), mostly in the
-solves of the sellers near 10^2 (a band 10 % wide with near ties, about 1.5 ms each, eight
-or so per buyer); reals in bands 1 % wide near 10^3 and 3 * 10^4 with ties to 1e-9 or 1e-6
-about 2.6 s (a buyer ran on for over a minute before). Exact ties on
+1.4 s for a round at m = 200 (2.5 s with 3m after 2^16 states of the search, and one buyer
+ran on for over 40 s before 3m), mostly in the solves of the sellers near 10^2 (a band
+10 % wide with near ties, about 1.5 ms each, a few per buyer); reals in bands 1 % wide near
+10^3 and 3 * 10^4 with ties to 1e-9 or 1e-6 about 1.7 s (2.6 s so, and a buyer ran on for
+over a minute before). Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
 times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
 bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
@@ -388,6 +403,7 @@ _DUAL_GRID, _DUAL_ROUNDS = 32, 3  # step 3m: grids of this many pools, at most t
 _SHARES = (1.0, 1 / 16, 1 / 256)  # 3m lists swaps of one or two sellers within these shares
 # of the slack, the first that fits (they only lower the best set before the full listing)
 _FINE_SOLVES = 64  # step 3m solves the sellers below the split at most this many times
+_FLOOR_CELLS = 1 << 20  # 3m's floor by numbers of fine sellers: pools x numbers at a time
 _EDGE = 32  # 3g polishes the set of the sellers nearest the mean size with this many either side
 _REMEMBERED = 16  # sorted subset sums of halves of 3f kept for later buyers (up to 1 MB each)
 _ROUNDED_UNITS = 1 << 10  # step 3i's first lattice: the largest flip moves this many units
@@ -399,6 +415,7 @@ _SQUEEZE = 1.25  # a round beyond it is tried once on lattices this much coarser
 _SLOPE_MOVE = 0.25  # 3i keeps a lattice once when the slope moves by more than this share
 _SLOPE_GAP = 4  # and the side's gap exceeds this many tol
 _ROUNDED_FIRST = 1 << 16  # flip-search states before 3i's first tables
+_SCALES_FIRST = 1 << 10  # flip-search states before 3i tries 3m first
 _POLISHED_COSTS = 1 << 12  # 3i polishes best states when all flips cost at most this many tol
 _POLISHED_CELLS = 1 << 26  # and then also the set of the lowest bound of a table this large
 
@@ -697,6 +714,12 @@ class _Core:
         self.rounding = np.rint  # how pool changes go onto it (step 3i: down or up)
         self.integral = s == np.floor(s)  # sizes on the integers (step 3f handles the others)
         self.odd = int(np.count_nonzero(~self.integral))
+        self.declined: set[tuple[str, float]] = set()  # (step 3l or 3m, loss): see decline
+
+    def decline(self, step: str, loss: float) -> None:
+        """Record that `step` ("3l" or "3m") declined at `loss` (too many sets or solves):
+        at the same loss it would again, so it declines at once."""
+        self.declined.add((step, loss))
 
     def rounded(self, step: float, rounding) -> _Core:
         """A copy whose flip tables round each pool change down or up (`rounding`: np.floor
@@ -704,6 +727,7 @@ class _Core:
         one lattice."""
         copied = copy.copy(self)
         copied.step, copied.rounding, copied.odd = step, rounding, 0
+        copied.declined = set()
         return copied
 
     def below_n0(self) -> int:
@@ -1018,10 +1042,12 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     """Step 3i of the module docstring: for the sets with pools above n0 and those below
     it, flip tables over the sizes rounded down, or up, to ever finer lattices, until the
     search's best state is within ``tol`` of both lower bounds. The flip search goes first
-    for _ROUNDED_FIRST states, then steps 3l (up to _DUAL_COUNTS numbers of sellers) and
-    3m; the search runs again, for a share of their cells, after a round of tables when
-    that share is at least twice its last run (it may finish first), and without limit
-    once the tables would exceed _ROUNDED_CELLS (the first time, after a round on lattices
+    for _SCALES_FIRST states, then step 3m (when flips have costs); when it declines, the
+    search for _ROUNDED_FIRST states, then 3l (up to _DUAL_COUNTS numbers of sellers) and
+    3m again (each declines at once at a loss where it declined before); the search runs
+    again, for a share of their cells, after a round of tables when that share is at least
+    twice its last run (it may finish first), and without limit once the tables would
+    exceed _ROUNDED_CELLS (the first time, after a round on lattices
     _SQUEEZE times coarser than would fit, when finer than each side's last). On a size
     lattice (flip tables too large for 3d), steps are whole multiples of it, and a side
     left open after a round on the lattice itself goes to the search without limit too.
@@ -1029,12 +1055,18 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     polished before the next round (the best toggles of up to four of the _PAIRED cheapest
     flips and its own, while they help), and so is the set of the lowest bound of a table
     of _POLISHED_CELLS or more."""
-    work = _ROUNDED_FIRST
-    if search.attempt(work):
-        return search.best_flips
-    found = _count_sets(core, search.best)
-    if found is None:
+    found = None
+    if core.w.any():  # (free flips: the search's own polishing settles ties once it grows)
+        if search.attempt(_SCALES_FIRST):
+            return search.best_flips
         found = _two_scales(core, search.best)
+    work = _ROUNDED_FIRST
+    if found is None:
+        if search.attempt(work):
+            return search.best_flips
+        found = _count_sets(core, search.best)
+        if found is None:
+            found = _two_scales(core, search.best)
     if found is not None:
         return _lower(found, search)
     sizes = np.abs(core.move)  # no flip rounds to 0:
@@ -2039,6 +2071,8 @@ def _count_sets(core: _Core, loss: float, counts: int = _DUAL_COUNTS
     numbers of sellers or are too many to list. The sets of one swap go first, for every
     k: the best of them narrows the listing of the rest, which is skipped for the k where
     no two swaps fit."""
+    if ("3l", loss) in core.declined:  # (with fewer counts allowed it declines too)
+        return None
     duals = _count_duals(core, loss, counts)
     if duals is None:
         return None
@@ -2047,7 +2081,7 @@ def _count_sets(core: _Core, loss: float, counts: int = _DUAL_COUNTS
         for dual in listed:
             found = _best_swaps(core, dual, best, most)
             if found is None:
-                return None
+                return core.decline("3l", loss)
             if found[0] < best:
                 best, chosen = found[:2]
             if found[2]:
@@ -2190,13 +2224,18 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     set T (:func:`best_set`, with its pool as their base), then of the sets that swap one
     seller of T, two, or any number and can beat the best, listed as in 3l and taken by
     ascending bound while one can beat the best by more than ``tol`` (each listing
-    against the best set so far)."""
+    against the best set so far). A listed set's bound is the most of the dual's tangent,
+    the relaxation and the floor by numbers of fine sellers (:class:`_FineCounts`), the
+    latter two on top of its pool and computed only where the tangent leaves it open."""
+    if ("3m", loss) in core.declined:
+        return None
     pools = _winning_pools(core, loss)
     split = _coarse_counts(core, pools)
     if split is None:
         return None
     fine, members = split
     fill = _Fill(core, fine)
+    floors = (lambda y: fill(y)[0], _FineCounts(core, fine))  # of the fine sellers on top
     duals = _pair_duals(core, fine, members, pools, loss)
     if duals is None:
         duals = [_coarse_dual(core, fill, k, m, loss) for k, m in members.items()]
@@ -2223,18 +2262,19 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
             if all(found is not None for _, found in listed) and (
                     sum(found[0].size for _, found in listed) <= _LISTED_SETS):
                 break
-        else:
-            if most is None:
-                return None
-            continue
+        else:  # too many even within the least share: so are those of more swaps
+            return core.decline("3m", loss)
         if not listed:
             break
         starts = np.cumsum([0] + [found[0].size for _, found in listed])
         pools = np.concatenate([found[0] for _, found in listed])
-        bounds = np.maximum(  # the relaxation of the fine sellers, and the dual's tangent
-            np.concatenate([found[1] for _, found in listed]) + fill(pools)[0],
-            np.concatenate([_moved_bound(dual, *found[:2]) for dual, found in listed]))
-        for at in np.argsort(bounds, kind="stable"):
+        paid = np.concatenate([found[1] for _, found in listed])
+        bounds = np.concatenate([_moved_bound(dual, *found[:2]) for dual, found in listed])
+        for floor in floors:  # where the dual's tangent leaves a set open
+            left = np.flatnonzero(bounds < best - core.tol)
+            bounds[left] = np.maximum(bounds[left], paid[left] + floor(pools[left]))
+        left = np.flatnonzero(bounds < best - core.tol)
+        for at in left[np.argsort(bounds[left], kind="stable")]:
             if bounds[at] >= best - core.tol:
                 break
             which = int(np.searchsorted(starts, at, side="right")) - 1
@@ -2242,7 +2282,7 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
             if tuple(coarse.tolist()) in solved:
                 continue
             if len(solved) >= _FINE_SOLVES:
-                return None
+                return core.decline("3m", loss)
             solve(float(pools[at]), coarse)
     if chosen is None:
         return np.inf, np.zeros(0, dtype=np.int64)
@@ -2343,6 +2383,30 @@ def _coarse_dual(core: _Core, fill: _Fill, k: int, members: np.ndarray,
         if best >= enough or not low < high:
             break
     return _CountDual(k, members, slope, best)
+
+
+class _FineCounts:
+    """A floor on the loss of the sets of `sellers` added to a pool, by their number: k of
+    them reach between the k smallest and the k largest sizes summed on top of it and cost
+    at least their k least costs as members (:func:`_member_costs`), so such a set loses at
+    least L at the point of that range nearest n0 (L is convex) plus those costs. The least
+    over k sees the gaps between the pools of successive k (sellers in a narrow band),
+    which the relaxation (:class:`_Fill`) fills."""
+
+    def __init__(self, core: _Core, sellers: np.ndarray):
+        self.core = core
+        self.smallest, self.largest = _extreme_sums(core.size[sellers])
+        self.cheapest = np.concatenate([[0.0], np.cumsum(np.sort(_member_costs(core)[sellers]))])
+
+    def __call__(self, pools: np.ndarray) -> np.ndarray:
+        """The floor for each of `pools`."""
+        out = np.empty(pools.size)
+        rows = max(1, _FLOOR_CELLS // self.cheapest.size)
+        for start in range(0, pools.size, rows):
+            y = pools[start : start + rows, None]
+            nearest = np.clip(self.core.n0, y + self.smallest, y + self.largest)
+            out[start : start + rows] = (self.core.loss(nearest) + self.cheapest).min(axis=1)
+        return out
 
 
 class _Fill:

@@ -859,8 +859,8 @@ def test_rounded_flip_tables_equal_brute_force(monkeypatch, units, noises):
     # step 3i's tables over sizes rounded down and up, from a lattice of `units` steps per
     # largest flip, certify the best set (noise 0: every flip free)
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_LISTED_SETS", 0), ("_FEW_SETS", -1),
-                        ("_GUESS_SETS", (0,)), ("_ROUNDED_FIRST", 0), ("_ROUNDED_SHARE", 0.0),
-                        ("_ROUNDED_UNITS", units)):
+                        ("_GUESS_SETS", (0,)), ("_ROUNDED_FIRST", 0), ("_SCALES_FIRST", 0),
+                        ("_ROUNDED_SHARE", 0.0), ("_ROUNDED_UNITS", units)):
         monkeypatch.setattr(exact, name, value)
     without_count_sets(monkeypatch)
     rounds, unlimited, bound = [], unlimited_searches(monkeypatch), exact._rounded_bound
@@ -935,6 +935,7 @@ def test_exact_is_fast_when_near_ties_in_a_narrow_band_need_sets_inside_it(monke
                                               for K, sizes, prices in markets])
     monkeypatch.setattr(exact, "_ROUNDED_UNITS", 8)  # another path: tables alone, coarse first
     monkeypatch.setattr(exact, "_ROUNDED_FIRST", 0)
+    monkeypatch.setattr(exact, "_SCALES_FIRST", 0)
     for (K, sizes, prices), mask in zip(markets, chosen, strict=True):
         assert 9 <= mask.sum() <= 51 and no_better_neighbour(K, 1000.0, sizes, prices, mask)
         other = ipfl.best_import_set(K, 1000.0, sizes, prices)
@@ -1194,7 +1195,7 @@ def test_relaxation_on_top_of_a_pool_is_the_least_over_fractions_of_sellers(seed
     costs, sizes = exact._member_costs(core)[sellers], core.size[sellers]
     order = np.argsort(costs / sizes)
     reach, spend = (np.concatenate([[0.0], np.cumsum(x[order])]) for x in (sizes, costs))
-    taken = members[: 2 ** sellers.size][:, -sellers.size :]  # every subset of the sellers
+    taken = members[: 2 ** sellers.size, : sellers.size]  # every subset of the sellers
     for pool, bound, to in zip(pools, bounds, filled, strict=True):
         assert bound <= (core.loss(pool + taken @ sizes) + taken @ costs).min() + 1e-6 * core.tol
 
@@ -1211,6 +1212,33 @@ def test_relaxation_on_top_of_a_pool_is_the_least_over_fractions_of_sellers(seed
         slope = core.r - exact._slope(core.sqrt_k, to)
         assert ends[0] >= bound - slope * step - 1e-3 * core.tol  # a tangent: h is convex
         assert ends[1] >= bound + slope * step - 1e-3 * core.tol
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 10), st.booleans())
+def test_count_floor_on_top_of_a_pool_holds_every_set_and_is_met_by_alike_sellers(seed, k,
+                                                                                  alike):
+    # step 3m's floor by numbers of fine sellers added to pool y: below every set of them,
+    # and equal to the best one when the sellers are alike (one size and one cost), where
+    # the k cheapest reach exactly k sizes; above the relaxation where n0 lies in a gap
+    # between the pools of successive numbers
+    rng = np.random.default_rng(seed)
+    core, members, _ = scaled_core(rng, k)
+    sellers = np.flatnonzero(rng.random(k) < 0.7)
+    if alike:
+        core.size[sellers], core.w[sellers] = core.size[sellers[:1]], core.w[sellers[:1]]
+    pools = core.base + rng.uniform(0.0, 1.0, 8) * core.size.sum()
+    floor = exact._FineCounts(core, sellers)(pools)
+    costs, sizes = exact._member_costs(core)[sellers], core.size[sellers]
+    taken = members[: 2 ** sellers.size, : sellers.size]  # every subset of the sellers
+    best = (core.loss(pools[:, None] + sizes @ taken.T) + costs @ taken.T).min(axis=1)
+    assert (floor <= best + 1e-12 * np.abs(best) + 1e-6 * core.tol).all()
+    if alike:
+        assert floor == pytest.approx(best, rel=1e-12, abs=1e-6 * core.tol)
+    if sellers.size == 1 and core.n0 > sizes[0]:  # n0 halfway into one free seller: a gap
+        core.w[sellers] = 0.0
+        y = np.array([core.n0 - 0.5 * sizes[0]])
+        assert exact._FineCounts(core, sellers)(y)[0] > exact._Fill(core, sellers)(y)[0][0]
 
 
 @settings(max_examples=200, deadline=None)
@@ -1314,6 +1342,85 @@ def test_two_scales_settle_sizes_in_bands_magnitudes_apart(monkeypatch):
         expected = ipfl.best_import_set(*buyers[at])
         assert (ipfl.import_value(*buyers[at], chosen[at])
                 == pytest.approx(ipfl.import_value(*buyers[at], expected), abs=1e-12))
+
+
+def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_loss(
+        monkeypatch):
+    # reals in bands 1 % wide near 10^3 and 3 * 10^4, prices per sample tied to 1e-6 or
+    # 1e-9, K 100 times that of the close bands above: step 3m settles these buyers. Tried
+    # after a flip search of 65536 states, they took 1.25 s of CPU (0.18 s the slowest);
+    # after 1024, 0.3 s. Steps 3l and 3m do their work at most once per loss: where the
+    # search did not lower it, they declined again for the last two buyers, and 3l (for
+    # sets of 20 or 21 sellers near 10 with ties to 1e-9, among ten sellers near 10^5)
+    # for the last one, a third of its time
+    buyers = []
+    for noise, picked in ((1e-6, (0, 15, 30, 45, 70, 100, 170)), (1e-9, (0, 5))):
+        rng = np.random.default_rng(7)
+        N = rng.choice([1e3, 3e4], 200) * rng.uniform(1, 1.01, 200)
+        cost = 1e-5 * N * (1 + noise * rng.uniform(-1, 1, 200))
+        K = 4e-6 * float(np.median(N)) ** 3
+        buyers += [(K, N[i], np.delete(N, i), np.delete(cost, i)) for i in picked]
+    rng = np.random.default_rng(7)
+    N = np.concatenate([rng.uniform(1e5, 1.1e5, 10), rng.uniform(10, 11, 190)])
+    cost = 1e-5 * N * (1 + 1e-9 * rng.uniform(-1, 1, 200))
+    last = (4e-6 * float(np.median(N)) ** 3, N[90], np.delete(N, 90), np.delete(cost, 90))
+    events = []  # the cores kept: no id reused
+
+    def recorded(kind, step, out=lambda args, found: args[1]):
+        return lambda *args: (found := step(*args), events.append(
+            (kind, args[0], out(args, found))))[0]
+
+    monkeypatch.setattr(exact, "_two_scales", recorded("3m", exact._two_scales))
+    monkeypatch.setattr(exact, "_pair_duals", recorded(  # (after the split's quick checks)
+        "3m work", exact._pair_duals, lambda args, found: args[4]))
+    monkeypatch.setattr(exact, "_count_duals", recorded(
+        "3l work", exact._count_duals, lambda args, found: found and args[1]))
+    attempt = exact._Search.attempt
+    monkeypatch.setattr(exact._Search, "attempt", lambda search, budget: events.append(
+        ("search", search.core, budget)) or attempt(search, budget))
+    within_cpu_seconds(0.6, lambda: [ipfl.best_import_set(*buyer) for buyer in buyers])
+    ipfl.best_import_set(*last)
+    first = {}  # each core's first call of 3m: after a search of _SCALES_FIRST states
+    for at, (kind, core, _) in enumerate(events):
+        if kind == "3m" and core not in first:
+            first[core] = [e[2] for e in events[:at] if e[0] == "search" and e[1] is core]
+    assert len(first) > len(buyers)
+    assert all(searches[-1:] == [exact._SCALES_FIRST] for searches in first.values())
+    for kind in ("3m work", "3l work"):
+        work = [(id(core), str(what)) for k, core, what in events if k == kind and what]
+        assert work and len(set(work)) == len(work)
+
+
+def test_two_scales_decline_at_once_when_two_swaps_list_too_many(monkeypatch):
+    # integers in three bands near 10^2, 10^4 and 10^6, prices per sample tied to 1e-9: in
+    # the flip tables, 3m lists sets of 21 or 22 of 76 sellers near 10^4 whose terms are
+    # all nearly zero, so the pairs of two swaps number over 2^18 within every share of the
+    # slack. Any number of swaps would list more still: the step declines without listing
+    # them (that listing took 19 ms of this buyer's 65 ms)
+    rng = np.random.default_rng(7)
+    N = np.rint(rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200))
+    cost = 1e-5 * N * (1 + 1e-9 * rng.uniform(-1, 1, 200))
+    buyer = (4e-6 * float(np.median(N)) ** 3, N[10], np.delete(N, 10), np.delete(cost, 10))
+    listed, active, swaps, two_scales = [], [], exact._swaps, exact._two_scales
+
+    def scales(core, loss):
+        active.append(len(listed))  # this call's listings, by `most`: (call, most, too many)
+        found = two_scales(core, loss)
+        active.pop()
+        return found
+
+    def recorded(core, dual, slack, most):
+        out = swaps(core, dual, slack, most)
+        listed.append((active[-1] if active else None, most, out is None))
+        return out
+
+    monkeypatch.setattr(exact, "_two_scales", scales)
+    monkeypatch.setattr(exact, "_swaps", recorded)
+    mask = ipfl.best_import_set(*buyer)
+    calls = {call for call, most, too_many in listed if most == 2 and too_many}
+    assert calls
+    assert not [call for call, most, _ in listed if call in calls and most is None]
+    assert no_better_neighbour(*buyer, mask)
 
 
 def without_search_alone(monkeypatch) -> None:
@@ -1937,7 +2044,7 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
         monkeypatch.setattr(exact, "_DEPTH_SHARE", 1e9)
     if path == "rounded":  # and no time for the flip search
         for name, value in (("_DEPTH_SHARE", 0.0), ("_WIDE", np.inf), ("_CELLS", -1),
-                            ("_ROUNDED_FIRST", 0), ("_ROUNDED_SHARE", 0.0)):
+                            ("_ROUNDED_FIRST", 0), ("_SCALES_FIRST", 0), ("_ROUNDED_SHARE", 0.0)):
             monkeypatch.setattr(exact, name, value)
     calls = []  # (step, its answer: None when it gave up)
 
