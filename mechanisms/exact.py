@@ -2136,7 +2136,7 @@ def _swaps(core: _Core, dual: _CountDual, slack: float, most: int | None
     sides[first] = _light_subsets(terms[first], *items[first], slack, most)  # no more levels
     if sides[first] is not None:
         sides[1 - first] = _light_subsets(terms[1 - first], *items[1 - first], slack,
-                                          len(sides[first]) - 1)
+                                          len(sides[first]) - 1, sides[first])
     if sides[0] is None or sides[1] is None:
         return None
     pool = core.base + float(core.size[taken].sum())
@@ -2173,16 +2173,19 @@ class _Level(NamedTuple):
 
 
 def _light_subsets(terms: np.ndarray, move: np.ndarray, cost: np.ndarray, slack: float,
-                   most: int | None) -> list[_Level] | None:
+                   most: int | None, partner: list[_Level] | None = None
+                   ) -> list[_Level] | None:
     """The subsets of at most `most` (None: any number) of the items whose terms sum below
     `slack`, by number of items (level d holds those of d items), or None when they number
-    over _LISTED_SETS. Taken by ascending term, a subset extends by the items after its
-    last whose terms fit: a range, so the work is that of the subsets listed."""
+    over _LISTED_SETS, or so do their pairs with the subsets of `partner` (the other side's
+    levels) whose terms sum below `slack` too, counted level by level. Taken by ascending
+    term, a subset extends by the items after its last whose terms fit: a range, so the
+    work is that of the subsets listed."""
     order = np.argsort(terms, kind="stable")
     order = order[terms[order] < slack]
     terms, move, cost = terms[order], move[order], cost[order]
     levels = [_Level(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros((1, 0), dtype=np.int64))]
-    listed, last = 1, np.full(1, -1)
+    listed, paired, last = 1, 1, np.full(1, -1)
     while most is None or len(levels) <= most:
         level = levels[-1]
         stop = np.searchsorted(terms, slack - level.terms)  # the items that fit: before stop
@@ -2197,6 +2200,11 @@ def _light_subsets(terms: np.ndarray, move: np.ndarray, cost: np.ndarray, slack:
         levels.append(_Level(level.terms[parent] + terms[last], level.move[parent] + move[last],
                              level.cost[parent] + cost[last],
                              np.column_stack([level.items[parent], order[last]])))
+        if partner is not None:
+            paired += int(np.searchsorted(np.sort(levels[-1].terms),
+                                          slack - partner[len(levels) - 1].terms).sum())
+            if paired > _LISTED_SETS:
+                return None
     return levels
 
 

@@ -1391,6 +1391,33 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
         assert work and len(set(work)) == len(work)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 12), st.integers(1, 12), st.integers(1, 400))
+def test_light_subsets_stop_once_their_pairs_number_too_many(seed, first, second, limit):
+    # the subsets of one side of a listing of 3l, built level by level, stop as soon as
+    # the pairs with the other side's subsets of as many items (terms summing below the
+    # slack) number over the limit, and are otherwise those listed without the other side
+    rng = np.random.default_rng(seed)
+    terms = [rng.uniform(0.0, 1.0, n) ** 2 for n in (first, second)]
+    slack = float(rng.uniform(0.1, 2.0))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(exact, "_LISTED_SETS", limit)
+        sides = [exact._light_subsets(t, t, t, slack, None) for t in terms]
+        if sides[0] is None or sides[1] is None:
+            return
+        paired = exact._light_subsets(terms[1], terms[1], terms[1], slack, len(sides[0]) - 1,
+                                      sides[0])
+    levels = sides[1][: len(sides[0])]
+    pairs = sum(int(((a.terms[:, None] + b.terms[None, :]) < slack).sum())
+                for a, b in zip(sides[0], levels, strict=False))
+    if pairs > limit:
+        assert paired is None
+    else:
+        assert paired is not None and len(paired) == len(levels)
+        for got, expected in zip(paired, levels, strict=True):
+            assert np.array_equal(got.items, expected.items)
+
+
 def test_two_scales_decline_at_once_when_two_swaps_list_too_many(monkeypatch):
     # integers in three bands near 10^2, 10^4 and 10^6, prices per sample tied to 1e-9: in
     # the flip tables, 3m lists sets of 21 or 22 of 76 sellers near 10^4 whose terms are
