@@ -2243,7 +2243,7 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
         return None
     fine, members = split
     fill = _Fill(core, fine)
-    floors = (lambda y: fill(y)[0], _FineCounts(core, fine))  # of the fine sellers on top
+    floors = (lambda y: fill(y)[0], _FineCounts(core, fine, pools))  # of the fine sellers
     duals = _pair_duals(core, fine, members, pools, loss)
     if duals is None:
         duals = [_coarse_dual(core, fill, k, m, loss) for k, m in members.items()]
@@ -2394,26 +2394,35 @@ def _coarse_dual(core: _Core, fill: _Fill, k: int, members: np.ndarray,
 
 
 class _FineCounts:
-    """A floor on the loss of the sets of `sellers` added to a pool, by their number: k of
-    them reach between the k smallest and the k largest sizes summed on top of it and cost
-    at least their k least costs as members (:func:`_member_costs`), so such a set loses at
-    least L at the point of that range nearest n0 (L is convex) plus those costs. The least
-    over k sees the gaps between the pools of successive k (sellers in a narrow band),
-    which the relaxation (:class:`_Fill`) fills."""
+    """A floor on the loss of the sets of `sellers` added to a pool whose own pools lie
+    within `window`, by their number: k of them reach between the k smallest and the k
+    largest sizes summed on top of it and cost at least their k least costs as members
+    (:func:`_member_costs`), so such a set loses at least L at the point of that range
+    nearest n0 (L is convex) plus those costs. The least over the k whose range meets the
+    window (inf when none) sees the gaps between the pools of successive k (sellers in a
+    narrow band), which the relaxation (:class:`_Fill`) fills."""
 
-    def __init__(self, core: _Core, sellers: np.ndarray):
-        self.core = core
+    def __init__(self, core: _Core, sellers: np.ndarray, window: tuple[float, float]):
+        self.core, self.window = core, window
         self.smallest, self.largest = _extreme_sums(core.size[sellers])
         self.cheapest = np.concatenate([[0.0], np.cumsum(np.sort(_member_costs(core)[sellers]))])
 
     def __call__(self, pools: np.ndarray) -> np.ndarray:
         """The floor for each of `pools`."""
-        out = np.empty(pools.size)
-        rows = max(1, _FLOOR_CELLS // self.cheapest.size)
-        for start in range(0, pools.size, rows):
-            y = pools[start : start + rows, None]
-            nearest = np.clip(self.core.n0, y + self.smallest, y + self.largest)
-            out[start : start + rows] = (self.core.loss(nearest) + self.cheapest).min(axis=1)
+        first = np.searchsorted(self.largest, self.window[0] - pools)  # the k that reach it
+        stop = np.searchsorted(self.smallest, self.window[1] - pools, side="right")
+        width = int((stop - first).max(initial=0))
+        out = np.full(pools.size, np.inf)
+        rows = max(1, _FLOOR_CELLS // max(width, 1))
+        for start in range(0, pools.size if width > 0 else 0, rows):
+            at = slice(start, start + rows)
+            k = first[at, None] + np.arange(width)
+            inside = k < stop[at, None]
+            k = np.minimum(k, self.cheapest.size - 1)
+            y = pools[at, None]
+            nearest = np.clip(self.core.n0, y + self.smallest[k], y + self.largest[k])
+            floor = np.where(inside, self.core.loss(nearest) + self.cheapest[k], np.inf)
+            out[at] = floor.min(axis=1)
         return out
 
 

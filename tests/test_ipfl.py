@@ -1218,27 +1218,35 @@ def test_relaxation_on_top_of_a_pool_is_the_least_over_fractions_of_sellers(seed
 @given(st.integers(0, 2**32 - 1), st.integers(1, 10), st.booleans())
 def test_count_floor_on_top_of_a_pool_holds_every_set_and_is_met_by_alike_sellers(seed, k,
                                                                                   alike):
-    # step 3m's floor by numbers of fine sellers added to pool y: below every set of them,
-    # and equal to the best one when the sellers are alike (one size and one cost), where
-    # the k cheapest reach exactly k sizes; above the relaxation where n0 lies in a gap
-    # between the pools of successive numbers
+    # step 3m's floor by numbers of fine sellers added to pool y, over the sets whose pools
+    # lie within a window: below every such set, and equal to the best one when the
+    # sellers are alike (one size and one cost) and the window holds every pool, where the
+    # k cheapest reach exactly k sizes; above the relaxation where n0 lies in a gap between
+    # the pools of successive numbers
     rng = np.random.default_rng(seed)
     core, members, _ = scaled_core(rng, k)
     sellers = np.flatnonzero(rng.random(k) < 0.7)
     if alike:
         core.size[sellers], core.w[sellers] = core.size[sellers[:1]], core.w[sellers[:1]]
     pools = core.base + rng.uniform(0.0, 1.0, 8) * core.size.sum()
-    floor = exact._FineCounts(core, sellers)(pools)
     costs, sizes = exact._member_costs(core)[sellers], core.size[sellers]
     taken = members[: 2 ** sellers.size, : sellers.size]  # every subset of the sellers
-    best = (core.loss(pools[:, None] + sizes @ taken.T) + costs @ taken.T).min(axis=1)
-    assert (floor <= best + 1e-12 * np.abs(best) + 1e-6 * core.tol).all()
+    reached = pools[:, None] + sizes @ taken.T
+    losses = core.loss(reached) + costs @ taken.T
+    window = np.sort(core.base + rng.uniform(0.0, 1.2, 2) * core.size.sum())
+    for low, high in ((-np.inf, np.inf), window):
+        floor = exact._FineCounts(core, sellers, (low, high))(pools)
+        best = np.where((reached >= low) & (reached <= high), losses, np.inf).min(axis=1)
+        assert (floor <= best + 1e-12 * np.abs(best) + 1e-6 * core.tol).all()
+    floor = exact._FineCounts(core, sellers, (-np.inf, np.inf))(pools)
     if alike:
-        assert floor == pytest.approx(best, rel=1e-12, abs=1e-6 * core.tol)
+        assert floor == pytest.approx(losses.min(axis=1), rel=1e-12, abs=1e-6 * core.tol)
     if sellers.size == 1 and core.n0 > sizes[0]:  # n0 halfway into one free seller: a gap
         core.w[sellers] = 0.0
         y = np.array([core.n0 - 0.5 * sizes[0]])
-        assert exact._FineCounts(core, sellers)(y)[0] > exact._Fill(core, sellers)(y)[0][0]
+        floor = exact._FineCounts(core, sellers, (-np.inf, np.inf))(y)[0]
+        assert floor > exact._Fill(core, sellers)(y)[0][0]
+        assert exact._FineCounts(core, sellers, (core.n0, core.n0))(y)[0] == np.inf
 
 
 @settings(max_examples=200, deadline=None)
