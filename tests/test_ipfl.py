@@ -860,7 +860,8 @@ def test_rounded_flip_tables_equal_brute_force(monkeypatch, units, noises):
     # largest flip, certify the best set (noise 0: every flip free)
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_LISTED_SETS", 0), ("_FEW_SETS", -1),
                         ("_GUESS_SETS", (0,)), ("_ROUNDED_FIRST", 0), ("_SCALES_FIRST", 0),
-                        ("_ROUNDED_SHARE", 0.0), ("_ROUNDED_UNITS", units)):
+                        ("_FREE_SCALES_FIRST", 0), ("_ROUNDED_SHARE", 0.0),
+                        ("_ROUNDED_UNITS", units)):
         monkeypatch.setattr(exact, name, value)
     without_count_sets(monkeypatch)
     rounds, unlimited, bound = [], unlimited_searches(monkeypatch), exact._rounded_bound
@@ -936,6 +937,7 @@ def test_exact_is_fast_when_near_ties_in_a_narrow_band_need_sets_inside_it(monke
     monkeypatch.setattr(exact, "_ROUNDED_UNITS", 8)  # another path: tables alone, coarse first
     monkeypatch.setattr(exact, "_ROUNDED_FIRST", 0)
     monkeypatch.setattr(exact, "_SCALES_FIRST", 0)
+    monkeypatch.setattr(exact, "_FREE_SCALES_FIRST", 0)
     for (K, sizes, prices), mask in zip(markets, chosen, strict=True):
         assert 9 <= mask.sum() <= 51 and no_better_neighbour(K, 1000.0, sizes, prices, mask)
         other = ipfl.best_import_set(K, 1000.0, sizes, prices)
@@ -1357,10 +1359,12 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
     # reals in bands 1 % wide near 10^3 and 3 * 10^4, prices per sample tied to 1e-6 or
     # 1e-9, K 100 times that of the close bands above: step 3m settles these buyers. Tried
     # after a flip search of 65536 states, they took 1.25 s of CPU (0.18 s the slowest);
-    # after 1024, 0.3 s. Steps 3l and 3m do their work at most once per loss: where the
-    # search did not lower it, they declined again for the last two buyers, and 3l (for
-    # sets of 20 or 21 sellers near 10 with ties to 1e-9, among ten sellers near 10^5)
-    # for the last one, a third of its time
+    # after 1024, 0.3 s. With exact ties in three bands near 10^2, 10^4 and 10^6, after
+    # 2^14 (two buyers that took 0.05 s after 2^16 take half that). Steps 3l and 3m do their
+    # work at most once per loss: where the search did not lower it, they declined again
+    # for the last two buyers of the close bands, and 3l (for sets of 20 or 21 sellers
+    # near 10 with ties to 1e-9, among ten sellers near 10^5) for one more, a third of its
+    # time
     buyers = []
     for noise, picked in ((1e-6, (0, 15, 30, 45, 70, 100, 170)), (1e-9, (0, 5))):
         rng = np.random.default_rng(7)
@@ -1371,7 +1375,11 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
     rng = np.random.default_rng(7)
     N = np.concatenate([rng.uniform(1e5, 1.1e5, 10), rng.uniform(10, 11, 190)])
     cost = 1e-5 * N * (1 + 1e-9 * rng.uniform(-1, 1, 200))
-    last = (4e-6 * float(np.median(N)) ** 3, N[90], np.delete(N, 90), np.delete(cost, 90))
+    others = [(4e-6 * float(np.median(N)) ** 3, N[90], np.delete(N, 90), np.delete(cost, 90))]
+    rng = np.random.default_rng(7)  # three bands with exact ties: every flip free
+    N = rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200)
+    K = 4e-8 * float(np.median(N)) ** 3
+    others += [(K, N[i], np.delete(N, i), 1e-5 * np.delete(N, i)) for i in (40, 85)]
     events = []  # the cores kept: no id reused
 
     def recorded(kind, step, out=lambda args, found: args[1]):
@@ -1387,13 +1395,15 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
     monkeypatch.setattr(exact._Search, "attempt", lambda search, budget: events.append(
         ("search", search.core, budget)) or attempt(search, budget))
     within_cpu_seconds(0.6, lambda: [ipfl.best_import_set(*buyer) for buyer in buyers])
-    ipfl.best_import_set(*last)
+    for buyer in others:
+        ipfl.best_import_set(*buyer)
     first = {}  # each core's first call of 3m: after a search of _SCALES_FIRST states
     for at, (kind, core, _) in enumerate(events):
         if kind == "3m" and core not in first:
             first[core] = [e[2] for e in events[:at] if e[0] == "search" and e[1] is core]
-    assert len(first) > len(buyers)
-    assert all(searches[-1:] == [exact._SCALES_FIRST] for searches in first.values())
+    assert len(first) > len(buyers) and not all(core.w.any() for core in first)
+    assert all(searches[-1:] == [exact._SCALES_FIRST if core.w.any() else
+                                 exact._FREE_SCALES_FIRST] for core, searches in first.items())
     for kind in ("3m work", "3l work"):
         work = [(id(core), str(what)) for k, core, what in events if k == kind and what]
         assert work and len(set(work)) == len(work)
@@ -2079,7 +2089,8 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
         monkeypatch.setattr(exact, "_DEPTH_SHARE", 1e9)
     if path == "rounded":  # and no time for the flip search
         for name, value in (("_DEPTH_SHARE", 0.0), ("_WIDE", np.inf), ("_CELLS", -1),
-                            ("_ROUNDED_FIRST", 0), ("_SCALES_FIRST", 0), ("_ROUNDED_SHARE", 0.0)):
+                            ("_ROUNDED_FIRST", 0), ("_SCALES_FIRST", 0),
+                            ("_FREE_SCALES_FIRST", 0), ("_ROUNDED_SHARE", 0.0)):
             monkeypatch.setattr(exact, name, value)
     calls = []  # (step, its answer: None when it gave up)
 
