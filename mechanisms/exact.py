@@ -323,7 +323,7 @@ buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample 
 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two narrow bands
 three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6 or 1e-4 are
 harder (the search largest first does not settle them; 3m does): a round at m = 200 takes
-about 1.5 s with ties to 1e-6 and 1.1 s with 1e-4 (46 s and 20 s before 3m), most of it in
+about 1.6 s with ties to 1e-6 and 1.2 s with 1e-4 (46 s and 20 s before 3m), most of it in
 3j's 1024 nodes. Reals in three bands near 10^2, 10^4 and 10^6 with ties to 1e-6: about
 1.4 s for a round at m = 200 (2.5 s with 3m after 2^16 states of the search, and one buyer
 ran on for over 40 s before 3m), mostly in the solves of the sellers near 10^2 (a band
@@ -2201,8 +2201,8 @@ def _light_subsets(terms: np.ndarray, move: np.ndarray, cost: np.ndarray, slack:
                              level.cost[parent] + cost[last],
                              np.column_stack([level.items[parent], order[last]])))
         if partner is not None:
-            paired += int(np.searchsorted(np.sort(levels[-1].terms),
-                                          slack - partner[len(levels) - 1].terms).sum())
+            paired += int(np.searchsorted(np.sort(partner[len(levels) - 1].terms),
+                                          slack - levels[-1].terms).sum())
             if paired > _LISTED_SETS:
                 return None
     return levels
