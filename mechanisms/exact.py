@@ -257,14 +257,15 @@ Why the answer is exact. g is increasing and concave, so:
       so far and taken by ascending bound while one can beat the best by more than
       ``tol``; at most 64 solves and 2^18 sets listed, else the step declines (at once
       when one or two swaps list too many even within a 256th of the slack: more swaps
-      would list more). A listed
-      set's bound is the most of the dual's tangent, h, and a floor by numbers: kf fine
-      sellers on top of pool y reach a pool between y plus the kf smallest and the kf
-      largest sizes, and cost at least their kf least c_j, so the set loses at least L at
-      the point of that range nearest n0 plus those costs, least over kf. It sees the gaps
-      between the clusters of pools that h fills: with bands 1 % wide near 10^3 and 3 * 10^4
-      and K a hundred times larger than below, a buyer needs 10 solves instead of 56.
-      The two on top of the pool are computed only for the sets the tangent leaves. Reals in
+      would list more). A listed set's bound is the most of the dual's tangent, h, and a
+      floor by numbers: kf fine sellers on top of pool y reach a pool between y plus the kf
+      smallest and the kf largest sizes, and cost at least their kf least c_j, so the set
+      loses at least L at the point of that range nearest n0 plus those costs, least over
+      the kf whose range meets the winning pools (a set of another kf cannot win). It sees
+      the gaps between the clusters of pools that h fills: with bands 1 % wide near 10^3
+      and 3 * 10^4 and K a hundred times larger than below, a buyer needs 10 solves
+      instead of 56. The two on top of the pool are computed only for the sets the tangent
+      leaves. Reals in
       bands near 10^2, 10^4 and 10^6 with prices per sample tied to 1e-6: the best sets hold
       about three sellers near 10^4 and must reach n0 within a fraction of a sample, which
       the sellers near 10^2 (tens of ``tol`` each) do in many ways; the rounded tables

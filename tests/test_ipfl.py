@@ -1383,8 +1383,12 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
     events = []  # the cores kept: no id reused
 
     def recorded(kind, step, out=lambda args, found: args[1]):
-        return lambda *args: (found := step(*args), events.append(
-            (kind, args[0], out(args, found))))[0]
+        """`step`, recording (kind, its core, out(its arguments, its answer)) per call."""
+        def call(*args):
+            found = step(*args)
+            events.append((kind, args[0], out(args, found)))
+            return found
+        return call
 
     monkeypatch.setattr(exact, "_two_scales", recorded("3m", exact._two_scales))
     monkeypatch.setattr(exact, "_pair_duals", recorded(  # (after the split's quick checks)
