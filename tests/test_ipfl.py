@@ -1251,6 +1251,15 @@ def test_count_floor_on_top_of_a_pool_holds_every_set_and_is_met_by_alike_seller
         assert exact._FineCounts(core, sellers, (core.n0, core.n0))(y)[0] == np.inf
 
 
+def test_count_floor_gives_way_where_many_numbers_of_sellers_can_win():
+    # 17 or more numbers of fine sellers whose pools meet the window: no floor (-inf)
+    sizes = np.full(20, 10.0)
+    core = exact._Core(1e3, 100.0, sizes, 0.5 * 1e3 * 200.0**-1.5 * sizes)
+    floor = exact._FineCounts(core, np.arange(20), (-np.inf, np.inf))(np.array([100.0]))
+    assert floor[0] == -np.inf
+    assert exact._FineCounts(core, np.arange(20), (180.0, 220.0))(np.array([100.0]))[0] >= 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.floats(0.0, 1.0))
 def test_coarse_bounds_hold_every_set_of_their_number_of_coarse_sellers(seed, k, rank):
