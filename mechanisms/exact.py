@@ -144,18 +144,21 @@ Why the answer is exact. g is increasing and concave, so:
       exceeds 4 tol (closer, a finer lattice gains more), until the search's best state,
       offered the cheapest sets of the 8 cells with the lowest bounds each time, is within
       ``tol`` of both bounds. Later tables look only at pools where a cell's bound beat the
-      best state. The search goes first for 2^10 states (2^14 when every flip is free: its
-      polishing then settles most ties once it grows) and then 3m (with sizes in bands 1 %
-      wide near 10^3 and 3 * 10^4 and ties to 1e-6 or 1e-9, a round at m = 200 took about
-      1.7 s rather than 2.6 s with 2^16 states first, and in three bands near 10^2, 10^4
-      and 10^6 with exact ties 40 buyers took 0.39 s rather than 0.68 s); when 3m declines,
-      the search for 2^16 states, 3l and 3m (each declines at once at a loss where it
-      declined before, for too many sets or solves: the search seldom lowers it), again
-      between rounds for a share of their cells, and alone once a round would exceed 2^30
-      cells (the first time, a round on lattices coarse enough to fit goes before: with
-      sizes in three bands near 10^2, 10^4 and 10^6 and 3m switched off, one side was left
-      2.4 tol open at 6.7e8 cells, the next lattice needed 1.4e9, and the search alone went
-      on for over 40 s; the round that fits, of 8.6e8 cells, closes it in 1.7 s).
+      best state. Where a size is 16 times the next smaller one, the search goes first for
+      2^10 states (2^14 when every flip is free: its polishing then settles most ties once
+      it grows) and then 3m (with sizes in bands 1 % wide near 10^3 and 3 * 10^4 and ties
+      to 1e-6 or 1e-9, a round at m = 200 took about 1.7 s rather than 2.6 s with 2^16
+      states first, and in three bands near 10^2, 10^4 and 10^6 with exact ties 40 buyers
+      took 0.39 s rather than 0.68 s; without such a gap the short search only cost time,
+      15 % of a round with sizes from 50 to 2000 and ties to 1e-6); when 3m declines, or
+      without the gap, the search for 2^16 states, 3l and 3m (each declines at once at a
+      loss where it declined before, for too many sets or solves: the search seldom lowers
+      it), again between rounds for a share of their cells, and alone once a round would
+      exceed 2^30 cells (the first time, a round on lattices coarse enough to fit goes
+      before: with sizes in three bands near 10^2, 10^4 and 10^6 and 3m switched off, one
+      side was left 2.4 tol open at 6.7e8 cells, the next lattice needed 1.4e9, and the
+      search alone went on for over 40 s; the round that fits, of 8.6e8 cells, closes it in
+      1.7 s).
       When all flips together cost at most 2^12 tol (prices per sample tied to within about
       1e-7 in the markets measured), a set's pool matters more than which flips it pays
       for, and the tables' sets alone came closer to the best too slowly: each new best
@@ -1045,9 +1048,10 @@ def _lower(found: tuple[float, np.ndarray], search: _Search) -> np.ndarray:
 def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     """Step 3i of the module docstring: for the sets with pools above n0 and those below
     it, flip tables over the sizes rounded down, or up, to ever finer lattices, until the
-    search's best state is within ``tol`` of both lower bounds. The flip search goes first
-    for _SCALES_FIRST states (_FREE_SCALES_FIRST when all flips are free), then step 3m;
-    when it declines, the search for _ROUNDED_FIRST states, then 3l (up to _DUAL_COUNTS
+    search's best state is within ``tol`` of both lower bounds. Where a size is _SCALES
+    times the next smaller one, the flip search goes first for _SCALES_FIRST states
+    (_FREE_SCALES_FIRST when all flips are free), then step 3m; when it declines (or there
+    is no such gap), the search for _ROUNDED_FIRST states, then 3l (up to _DUAL_COUNTS
     numbers of sellers) and 3m again (each declines at once at a loss where it declined
     before); the search runs again, for a share of their cells, after a round of tables
     when that share is at least twice its last run (it may finish first), and without limit
@@ -1059,9 +1063,11 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     polished before the next round (the best toggles of up to four of the _PAIRED cheapest
     flips and its own, while they help), and so is the set of the lowest bound of a table
     of _POLISHED_CELLS or more."""
-    if search.attempt(_SCALES_FIRST if core.w.any() else _FREE_SCALES_FIRST):
-        return search.best_flips
-    found = _two_scales(core, search.best)
+    found = None
+    if _scaled(core.size):
+        if search.attempt(_SCALES_FIRST if core.w.any() else _FREE_SCALES_FIRST):
+            return search.best_flips
+        found = _two_scales(core, search.best)
     work = _ROUNDED_FIRST
     if found is None:
         if search.attempt(work):
@@ -2298,6 +2304,12 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     if chosen is None:
         return np.inf, np.zeros(0, dtype=np.int64)
     return best, chosen
+
+
+def _scaled(sizes: np.ndarray) -> bool:
+    """Whether some size is _SCALES or more times the next smaller one (3m may apply)."""
+    by_size = np.sort(sizes)
+    return bool((by_size[1:] >= _SCALES * by_size[:-1]).any())
 
 
 def _moved_bound(dual: _CountDual, pools: np.ndarray, paid: np.ndarray) -> np.ndarray:

@@ -1414,9 +1414,12 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
     for at, (kind, core, _) in enumerate(events):
         if kind == "3m" and core not in first:
             first[core] = [e[2] for e in events[:at] if e[0] == "search" and e[1] is core]
-    assert len(first) > len(buyers) and not all(core.w.any() for core in first)
+    scaled = {core: searches for core, searches in first.items() if exact._scaled(core.size)}
+    assert len(scaled) > len(buyers) and not all(core.w.any() for core in scaled)
     assert all(searches[-1:] == [exact._SCALES_FIRST if core.w.any() else
-                                 exact._FREE_SCALES_FIRST] for core, searches in first.items())
+                                 exact._FREE_SCALES_FIRST] for core, searches in scaled.items())
+    assert not [core for core, searches in first.items() if core not in scaled and (
+        {exact._SCALES_FIRST, exact._FREE_SCALES_FIRST} & set(searches))]
     for kind in ("3m work", "3l work"):
         work = [(id(core), str(what)) for k, core, what in events if k == kind and what]
         assert work and len(set(work)) == len(work)
