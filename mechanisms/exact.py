@@ -1064,7 +1064,7 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     flips and its own, while they help), and so is the set of the lowest bound of a table
     of _POLISHED_CELLS or more."""
     found = None
-    if _scaled(core.size):
+    if _scale_gaps(core.size).size:
         if search.attempt(_SCALES_FIRST if core.w.any() else _FREE_SCALES_FIRST):
             return search.best_flips
         found = _two_scales(core, search.best)
@@ -2306,10 +2306,10 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     return best, chosen
 
 
-def _scaled(sizes: np.ndarray) -> bool:
-    """Whether some size is _SCALES or more times the next smaller one (3m may apply)."""
+def _scale_gaps(sizes: np.ndarray) -> np.ndarray:
+    """The sizes that are _SCALES or more times the next smaller one (where 3m may split)."""
     by_size = np.sort(sizes)
-    return bool((by_size[1:] >= _SCALES * by_size[:-1]).any())
+    return by_size[1:][by_size[1:] >= _SCALES * by_size[:-1]]
 
 
 def _moved_bound(dual: _CountDual, pools: np.ndarray, paid: np.ndarray) -> np.ndarray:
@@ -2361,11 +2361,9 @@ def _coarse_counts(core: _Core, pools: tuple[float, float]
     sizes that leaves the fewest such k; None when there is no such gap or each leaves
     over _DUAL_COUNTS."""
     s = core.size
-    by_size = np.sort(s)
-    gaps = by_size[1:][by_size[1:] >= _SCALES * by_size[:-1]]
     low, high = (pool - core.base for pool in pools)
     best, most = None, _DUAL_COUNTS
-    for edge in gaps:
+    for edge in _scale_gaps(s):
         coarse, fine = np.flatnonzero(s >= edge), np.flatnonzero(s < edge)
         sizes = s[coarse]
         members = _sellers_by_count(sizes, _extreme_sums(sizes), low - float(s[fine].sum()),
@@ -2387,8 +2385,7 @@ def _coarse_dual(core: _Core, fill: _Fill, k: int, members: np.ndarray,
     sizes, costs = core.size[members], _member_costs(core)[members]
     if k > sizes.size:
         return _CountDual(k, members, 0.0, np.inf)
-    by_size = np.sort(sizes)
-    low, high = core.base + float(by_size[:k].sum()), core.base + float(by_size[-k:].sum())
+    low, high = (core.base + float(x[k]) for x in _extreme_sums(sizes))
     best, slope = -np.inf, 0.0
     for _ in range(_DUAL_ROUNDS):
         z = np.linspace(low, high, _DUAL_GRID)

@@ -1321,6 +1321,18 @@ def test_two_scales_find_no_set_when_no_pool_can_win():
     assert np.isinf(found[0]) and found[1].size == 0
 
 
+def banded_buyers(scales, width, noise, k_factor, picked, integral=False):
+    """The buyers `picked` of a market of 200 whose sizes lie in bands near `scales`, each
+    `width` wide (rounded to integers when `integral`; seed 7), prices per sample 1e-5 tied
+    to `noise`, and K = k_factor (median size)^3: (K, n_own, sizes, prices) each."""
+    rng = np.random.default_rng(7)
+    N = rng.choice(scales, 200) * rng.uniform(1, 1 + width, 200)
+    N = np.rint(N) if integral else N
+    cost = 1e-5 * N * (1 + noise * rng.uniform(-1, 1, 200))
+    K = k_factor * float(np.median(N)) ** 3
+    return [(K, N[i], np.delete(N, i), np.delete(cost, i)) for i in picked]
+
+
 def test_two_scales_settle_sizes_in_bands_magnitudes_apart(monkeypatch):
     # reals near 10^2, 10^4 and 10^6 (bands 10 % wide), prices per sample tied to 1e-6: the
     # best sets hold about three sellers near 10^4 and the pool has to fall within a
@@ -1332,21 +1344,13 @@ def test_two_scales_settle_sizes_in_bands_magnitudes_apart(monkeypatch):
     # bands 1 % wide near 10^3 and 3 * 10^4: sets reach n0 only with some pairs of numbers
     # of large and small sellers, and the bound for each pair settles buyer 35, where the
     # flip search ran on for over a minute
-    rng = np.random.default_rng(7)
-    N = rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200)
-    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
-    K = 4e-8 * float(np.median(N)) ** 3
-    buyers = [(K, N[i], np.delete(N, i), np.delete(cost, i)) for i in (195, 45, 80, 1, 4, 7)]
+    buyers = banded_buyers([1e2, 1e4, 1e6], 0.1, 1e-6, 4e-8, (195, 45, 80, 1, 4, 7))
     rng = np.random.default_rng(3)
     N = np.where(rng.random(200) < 0.5, rng.integers(1000, 1100, 200),
                  rng.integers(1_000_000, 1_100_000, 200)).astype(float)
     cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
     buyers += [(1e12, N[i], np.delete(N, i), np.delete(cost, i)) for i in (2, 3, 13)]
-    rng = np.random.default_rng(7)
-    N = rng.choice([1e3, 3e4], 200) * rng.uniform(1, 1.01, 200)
-    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
-    K = 4e-8 * float(np.median(N)) ** 3
-    buyers += [(K, N[i], np.delete(N, i), np.delete(cost, i)) for i in (35, 0)]
+    buyers += banded_buyers([1e3, 3e4], 0.01, 1e-6, 4e-8, (35, 0))
     decided, two_scales, depth_first = [], exact._two_scales, []
     monkeypatch.setattr(exact, "_two_scales", lambda *args: decided.append(
         two_scales(*args)) or decided[-1])
@@ -1374,21 +1378,13 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
     # for the last two buyers of the close bands, and 3l (for sets of 20 or 21 sellers
     # near 10 with ties to 1e-9, among ten sellers near 10^5) for one more, a third of its
     # time
-    buyers = []
-    for noise, picked in ((1e-6, (0, 15, 30, 45, 70, 100, 170)), (1e-9, (0, 5))):
-        rng = np.random.default_rng(7)
-        N = rng.choice([1e3, 3e4], 200) * rng.uniform(1, 1.01, 200)
-        cost = 1e-5 * N * (1 + noise * rng.uniform(-1, 1, 200))
-        K = 4e-6 * float(np.median(N)) ** 3
-        buyers += [(K, N[i], np.delete(N, i), np.delete(cost, i)) for i in picked]
+    buyers = (banded_buyers([1e3, 3e4], 0.01, 1e-6, 4e-6, (0, 15, 30, 45, 70, 100, 170))
+              + banded_buyers([1e3, 3e4], 0.01, 1e-9, 4e-6, (0, 5)))
     rng = np.random.default_rng(7)
     N = np.concatenate([rng.uniform(1e5, 1.1e5, 10), rng.uniform(10, 11, 190)])
     cost = 1e-5 * N * (1 + 1e-9 * rng.uniform(-1, 1, 200))
     others = [(4e-6 * float(np.median(N)) ** 3, N[90], np.delete(N, 90), np.delete(cost, 90))]
-    rng = np.random.default_rng(7)  # three bands with exact ties: every flip free
-    N = rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200)
-    K = 4e-8 * float(np.median(N)) ** 3
-    others += [(K, N[i], np.delete(N, i), 1e-5 * np.delete(N, i)) for i in (40, 85)]
+    others += banded_buyers([1e2, 1e4, 1e6], 0.1, 0.0, 4e-8, (40, 85))  # every flip free
     events = []  # the cores kept: no id reused
 
     def recorded(kind, step, out=lambda args, found: args[1]):
@@ -1414,7 +1410,8 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
     for at, (kind, core, _) in enumerate(events):
         if kind == "3m" and core not in first:
             first[core] = [e[2] for e in events[:at] if e[0] == "search" and e[1] is core]
-    scaled = {core: searches for core, searches in first.items() if exact._scaled(core.size)}
+    scaled = {core: searches for core, searches in first.items()
+              if exact._scale_gaps(core.size).size}
     assert len(scaled) > len(buyers) and not all(core.w.any() for core in scaled)
     assert all(searches[-1:] == [exact._SCALES_FIRST if core.w.any() else
                                  exact._FREE_SCALES_FIRST] for core, searches in scaled.items())
@@ -1458,10 +1455,7 @@ def test_two_scales_decline_at_once_when_two_swaps_list_too_many(monkeypatch):
     # all nearly zero, so the pairs of two swaps number over 2^18 within every share of the
     # slack. Any number of swaps would list more still: the step declines without listing
     # them (that listing took 19 ms of this buyer's 65 ms)
-    rng = np.random.default_rng(7)
-    N = np.rint(rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200))
-    cost = 1e-5 * N * (1 + 1e-9 * rng.uniform(-1, 1, 200))
-    buyer = (4e-6 * float(np.median(N)) ** 3, N[10], np.delete(N, 10), np.delete(cost, 10))
+    buyer, = banded_buyers([1e2, 1e4, 1e6], 0.1, 1e-9, 4e-6, (10,), integral=True)
     listed, active, swaps, two_scales = [], [], exact._swaps, exact._two_scales
 
     def scales(core, loss):
@@ -1501,10 +1495,7 @@ def test_rounded_tables_squeeze_a_last_round_into_their_largest(monkeypatch):
     # one side 2.4 tol open at 6.7e8 cells, and the next round's lattice needed 1.4e9, over
     # 2^30, where the search alone went on for over 40 s; one round on lattices coarse
     # enough to fit (8.6e8 cells) closes it
-    rng = np.random.default_rng(7)
-    N = rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200)
-    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
-    buyer = (4e-8 * float(np.median(N)) ** 3, N[195], np.delete(N, 195), np.delete(cost, 195))
+    buyer, = banded_buyers([1e2, 1e4, 1e6], 0.1, 1e-6, 4e-8, (195,))
     expected = ipfl.best_import_set(*buyer)  # by step 3m
     without_two_scales(monkeypatch)
     without_search_alone(monkeypatch)
