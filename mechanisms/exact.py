@@ -91,6 +91,9 @@ Why the answer is exact. g is increasing and concave, so:
       table of alternating flips goes first; when it reaches the lattice point next to n0
       with the least L, no set can do better. Otherwise the table of bits over the ranges of
       3d (at most 2^28 cells) decides; when the tables are large the flip search goes first.
+      Beyond 2^28 cells the rounded tables of 3i decide, on whole multiples of the lattice
+      (integers in bands near 10^3 and 10^6 at a posted price per sample: the flip search
+      alone ran on for minutes at every buyer, and 3i's step 3m settles each in 10 ms).
    f. Every flip free, integral sizes but for at most 32 others (sizes reported as a
       multiple of the true ones, say), after a short flip search: a table of bits lists the
       pool changes the integral flips reach; for a set S of the others, the best pool is the
@@ -1273,7 +1276,7 @@ def _free_flips(core: _Core) -> np.ndarray:
     """Step 3e of the module docstring, every flip free: tables of bits, the narrow one of
     alternating flips first (it decides when it reaches the best lattice point next to n0).
     When they are large, step 3k is tried, and then the flip search goes first with a share
-    of their time."""
+    of their time; beyond _BITS cells, the rounded tables (3i) decide."""
     near = _alternating(core, 0.0, core.w.size, phased=False)
     quick = near.bits <= min(_QUICK_BITS, _BITS)
     flips = _bit_table(core, near, bounded=True) if quick else None
@@ -1285,6 +1288,8 @@ def _free_flips(core: _Core) -> np.ndarray:
     found = _near_lattice(core, search.best) if search else None  # sizes in float32, say
     if found is not None:
         return _lower(found, search)
+    if cells > _BITS:  # no table of bits within reach
+        return _rounded_flips(core, search or _started_search(core))
     if search and search.attempt(cells * _SEARCH_SHARE / _BIT_GAIN):
         return search.best_flips
     if not quick and near.bits <= _BITS:
@@ -1293,9 +1298,7 @@ def _free_flips(core: _Core) -> np.ndarray:
         flips = _bit_table(core, plan)
     if flips is not None:
         return flips
-    search = search or _started_search(core)
-    search.attempt(np.inf)
-    return search.best_flips
+    return _rounded_flips(core, search or _started_search(core))
 
 
 def _started_search(core: _Core) -> _Search:

@@ -453,8 +453,8 @@ def test_flip_table_equals_brute_force(monkeypatch, small):
 def test_free_flips_reach_the_best_subset_sum(monkeypatch, span, bits):
     # prices exactly proportional to lattice sizes: every flip is free and the best set is
     # the one whose total comes closest to the relaxation's pool; with span 0 the narrow
-    # table of bits rarely reaches it and the full one decides; with no room for tables the
-    # flip search decides
+    # table of bits rarely reaches it and the full one decides; with no room for tables of
+    # bits the rounded tables decide
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_SEARCH_SHARE", 0.0),
                         ("_SPAN", span), ("_BITS", bits)):
         monkeypatch.setattr(exact, name, value)
@@ -463,6 +463,9 @@ def test_free_flips_reach_the_best_subset_sum(monkeypatch, span, bits):
     monkeypatch.setattr(exact, "_bit_table",
                         lambda core, plan, bounded=False: tables.append(bounded) or
                         table(core, plan, bounded))
+    rounded, rounded_flips = [], exact._rounded_flips
+    monkeypatch.setattr(exact, "_rounded_flips", lambda core, search: rounded.append(1) or
+                        rounded_flips(core, search))
     rng = np.random.default_rng(21 + span)
     for trial in range(100):
         k = int(rng.integers(2, 13)) if trial < 80 else 150
@@ -478,8 +481,8 @@ def test_free_flips_reach_the_best_subset_sum(monkeypatch, span, bits):
         assert got == pytest.approx(best, rel=1e-9)
     if bits:
         assert tables.count(True) > 50 and tables.count(False) > (5 if span else 30)
-    else:  # no table fits: the flip search decides
-        assert not tables
+    else:  # no table of bits fits: the rounded tables decide
+        assert not tables and len(rounded) > 50
 
 
 @pytest.mark.parametrize("K", [1e3, 5e5, 1e8])
@@ -1488,6 +1491,34 @@ def without_search_alone(monkeypatch) -> None:
         return attempt(search, budget)
 
     monkeypatch.setattr(exact._Search, "attempt", limited)
+
+
+def subset_sum_optimum(K, n_own, sizes, prices):
+    """The optimum for integer sizes and prices tied exactly per sample: the best of every
+    total the sellers reach (one bit per total of a Python integer, shifted and or-ed)."""
+    reached = 1
+    for size in sizes.astype(np.int64).tolist():
+        reached |= reached << size
+    cells = np.frombuffer(reached.to_bytes(int(sizes.sum()) // 8 + 1, "little"), np.uint8)
+    total = np.flatnonzero(np.unpackbits(cells, bitorder="little"))
+    return float((ipfl.gain(K, n_own, n_own + total) - prices[0] / sizes[0] * total).max())
+
+
+def test_free_flips_beyond_every_table_of_bits_go_to_the_rounded_tables(monkeypatch):
+    # integers in bands near 10^3 and 10^6, prices per sample tied exactly (a posted price
+    # per sample): the tables of bits would span over 2^28 pools, and the flip search, left
+    # to run without limit, ran on for minutes at every buyer. The rounded tables settle
+    # each (step 3m) in about 10 ms, and the search's share of a table never built is not
+    # spent (it took 0.13 s at each of the two buyers in bands 10 % wide, K 1000 times lower)
+    buyers = (banded_buyers([1e3, 1e6], 0.01, 0.0, 4e-8, (0, 130), integral=True)
+              + banded_buyers([1e3, 1e6], 0.1, 0.0, 4e-7, (45,), integral=True)
+              + banded_buyers([1e3, 1e6], 0.1, 0.0, 4e-10, (40, 60), integral=True))
+    without_search_alone(monkeypatch)
+    chosen = within_cpu_seconds(0.15, lambda: [ipfl.best_import_set(*b) for b in buyers])
+    for buyer, mask in zip(buyers[:3], chosen, strict=False):
+        tol = exact.TOL_REL * np.sqrt(buyer[0] / buyer[1])
+        assert ipfl.import_value(*buyer, mask) == pytest.approx(subset_sum_optimum(*buyer),
+                                                                abs=tol)
 
 
 def test_rounded_tables_squeeze_a_last_round_into_their_largest(monkeypatch):
