@@ -181,6 +181,12 @@ def tie_benchmarks() -> None:
     exact_next_to_greedy(f"three_bands m=200 sizes=U(1,1.1)*10^(2|4|6) K={K:.3g} "
                          "cost=1e-5*N noise=1e-06",
                          (N, cost, np.full(200, K), np.zeros((200, 200)), LAM), 1)
+    rng = np.random.default_rng(7)  # integers 1 % wide near 10^3 and 10^6, exact ties
+    N = np.rint(rng.choice([1e3, 1e6], 200) * rng.uniform(1, 1.01, 200))
+    K = 4e-8 * float(np.median(N)) ** 3  # (tables of bits beyond reach: the rounded ones)
+    exact_next_to_greedy(f"two_bands_posted m=200 sizes=U(1,1.01)*10^(3|6) integers "
+                         f"K={K:.3g} cost=1e-5*N",
+                         (N, 1e-5 * N, np.full(200, K), np.zeros((200, 200)), LAM), 1)
     rng = np.random.default_rng(1)  # heavy-tailed sizes, near ties for large buyers
     N = np.rint(10 ** rng.uniform(1, 7, 200))
     D = rng.uniform(0, 1, (200, 200))
