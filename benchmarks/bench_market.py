@@ -12,7 +12,8 @@
    (near a decimal lattice) with prices per sample tied exactly or to 1e-6, integer sizes
    in two bands near 10^3 and 10^6, real ones in two bands 1 % wide near 10^3 and
    3 * 10^4 and in three bands 10 % wide near 10^2, 10^4 and 10^6 with prices per sample
-   tied to 1e-6, timed next to greedy clearing; a posted-price market at m = 200 with
+   tied to 1e-6, and integer ones in two bands 1 % wide near 10^3 and 10^6 with prices per
+   sample tied exactly, timed next to greedy clearing; a posted-price market at m = 200 with
    sizes over six orders of magnitude, with the large models offered and with every model
    offered, the posted-price market without heterogeneity charge (lam = 0) at m = 50, and
    VCG next to exact clearing with prices per sample tied exactly at m = 200 (a solve
@@ -95,6 +96,17 @@ def tied_market(m: int, scale: float, noise: float, seed: int):
     return N, cost, K_VALUE, np.zeros((m, m)), LAM
 
 
+def banded_market(scales, width: float, noise: float, integral: bool = False):
+    """m = 200 sizes in bands `width` wide near `scales` (integers when `integral`; seed 7),
+    cost = 1e-5 * N (times 1 + noise * U(-1, 1)), K = 4e-8 * (median size)^3, D = 0."""
+    rng = np.random.default_rng(7)
+    N = rng.choice(scales, 200) * rng.uniform(1, 1 + width, 200)
+    N = np.rint(N) if integral else N
+    cost = 1e-5 * N * (1 + noise * rng.uniform(-1, 1, 200))
+    K = 4e-8 * float(np.median(N)) ** 3
+    return N, cost, np.full(200, K), np.zeros((200, 200)), LAM
+
+
 def exact_next_to_greedy(label: str, market, repeats: int = 3) -> None:
     """Print exact and greedy clearing times of one market, side by side."""
     t_exact = best_of(partial(ipfl.clear_exact, *market), repeats)
@@ -167,26 +179,15 @@ def tie_benchmarks() -> None:
     cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
     exact_next_to_greedy("two_bands m=200 sizes=1000..1099|1e6..1.1e6 K=1e12 cost=1e-5*N "
                          "noise=1e-06", (N, cost, np.full(200, 1e12), np.zeros((200, 200)), LAM), 1)
-    rng = np.random.default_rng(7)  # reals in bands 1 % wide near 10^3 and 3 * 10^4
-    N = rng.choice([1e3, 3e4], 200) * rng.uniform(1, 1.01, 200)
-    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
-    K = 4e-8 * float(np.median(N)) ** 3
-    exact_next_to_greedy(f"two_close_bands m=200 sizes=U(1e3,1.01e3)|U(3e4,3.03e4) K={K:.3g} "
-                         "cost=1e-5*N noise=1e-06",
-                         (N, cost, np.full(200, K), np.zeros((200, 200)), LAM), 1)
-    rng = np.random.default_rng(7)  # reals in three bands 10 % wide near 10^2, 10^4, 10^6
-    N = rng.choice([1e2, 1e4, 1e6], 200) * rng.uniform(1, 1.1, 200)
-    cost = 1e-5 * N * (1 + 1e-6 * rng.uniform(-1, 1, 200))
-    K = 4e-8 * float(np.median(N)) ** 3
-    exact_next_to_greedy(f"three_bands m=200 sizes=U(1,1.1)*10^(2|4|6) K={K:.3g} "
-                         "cost=1e-5*N noise=1e-06",
-                         (N, cost, np.full(200, K), np.zeros((200, 200)), LAM), 1)
-    rng = np.random.default_rng(7)  # integers 1 % wide near 10^3 and 10^6, exact ties
-    N = np.rint(rng.choice([1e3, 1e6], 200) * rng.uniform(1, 1.01, 200))
-    K = 4e-8 * float(np.median(N)) ** 3  # (tables of bits beyond reach: the rounded ones)
-    exact_next_to_greedy(f"two_bands_posted m=200 sizes=U(1,1.01)*10^(3|6) integers "
-                         f"K={K:.3g} cost=1e-5*N",
-                         (N, 1e-5 * N, np.full(200, K), np.zeros((200, 200)), LAM), 1)
+    for label, scales, width, noise, integral in (  # (two_bands_posted: tables of bits
+            ("two_close_bands m=200 sizes=U(1e3,1.01e3)|U(3e4,3.03e4)",  # beyond reach)
+             [1e3, 3e4], 0.01, 1e-6, False),
+            ("three_bands m=200 sizes=U(1,1.1)*10^(2|4|6)", [1e2, 1e4, 1e6], 0.1, 1e-6, False),
+            ("two_bands_posted m=200 sizes=U(1,1.01)*10^(3|6) integers",
+             [1e3, 1e6], 0.01, 0.0, True)):
+        market = banded_market(scales, width, noise, integral)
+        exact_next_to_greedy(f"{label} K={market[2][0]:.3g} cost=1e-5*N noise={noise:g}",
+                             market, 1)
     rng = np.random.default_rng(1)  # heavy-tailed sizes, near ties for large buyers
     N = np.rint(10 ** rng.uniform(1, 7, 200))
     D = rng.uniform(0, 1, (200, 200))

@@ -1507,9 +1507,10 @@ def subset_sum_optimum(K, n_own, sizes, prices):
 def test_free_flips_beyond_every_table_of_bits_go_to_the_rounded_tables(monkeypatch):
     # integers in bands near 10^3 and 10^6, prices per sample tied exactly (a posted price
     # per sample): the tables of bits would span over 2^28 pools, and the flip search, left
-    # to run without limit, ran on for minutes at every buyer. The rounded tables settle
-    # each (step 3m) in about 10 ms, and the search's share of a table never built is not
-    # spent (it took 0.13 s at each of the two buyers in bands 10 % wide, K 1000 times lower)
+    # to run without limit, ran past 2 s at every buyer of such markets (past 60 s at
+    # buyer 0 of another). The rounded tables settle each (step 3m) in about 10 ms, and the
+    # search's share of a table never built is not spent (with it, these five took 0.26 s
+    # rather than 0.04 s)
     buyers = (banded_buyers([1e3, 1e6], 0.01, 0.0, 4e-8, (0, 130), integral=True)
               + banded_buyers([1e3, 1e6], 0.1, 0.0, 4e-7, (45,), integral=True)
               + banded_buyers([1e3, 1e6], 0.1, 0.0, 4e-10, (40, 60), integral=True))
