@@ -16,8 +16,8 @@
    sample tied exactly, timed next to greedy clearing; a posted-price market at m = 200 with
    sizes over six orders of magnitude, with the large models offered and with every model
    offered, the posted-price market without heterogeneity charge (lam = 0) at m = 50, and
-   VCG next to exact clearing with prices per sample tied exactly at m = 200 (a solve
-   without each imported seller, unless replacements settle it).
+   VCG next to exact clearing at m = 200 with prices per sample tied exactly and up to
+   30 % apart (a solve without each imported seller, unless replacements settle it).
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 
@@ -215,11 +215,13 @@ def tie_benchmarks() -> None:
         f"posted_lam0 m={m} seconds={t_posted:.4f} ipfl_seconds={t_ipfl:.4f} "
         f"posted_over_ipfl={t_posted / t_ipfl:.1f}"
     )
-    market = tied_market(200, 1e-5, 0.0, seed=11)  # about 117 imports per buyer
-    t_vcg = best_of(partial(payments.vcg, *market), 3)
-    t_exact = best_of(partial(ipfl.clear_exact, *market), 3)
-    print(f"vcg_tied m=200 cost=1e-5*N vcg_seconds={t_vcg:.4f} clear_exact_seconds={t_exact:.4f} "
-          f"vcg_over_exact={t_vcg / t_exact:.1f}")
+    for label, noise in (("vcg_tied m=200 cost=1e-5*N", 0.0),
+                         ("vcg_noisy m=200 cost=1e-5*N*(1+0.3*U(-1,1))", 0.3)):
+        market = tied_market(200, 1e-5, noise, seed=11)  # about 117 imports per buyer
+        t_vcg = best_of(partial(payments.vcg, *market), 3 if noise == 0 else 1)
+        t_exact = best_of(partial(ipfl.clear_exact, *market), 3)
+        print(f"{label} vcg_seconds={t_vcg:.4f} clear_exact_seconds={t_exact:.4f} "
+              f"vcg_over_exact={t_vcg / t_exact:.1f}")
 
 
 def main() -> None:

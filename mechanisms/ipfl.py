@@ -168,7 +168,8 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     In a set of _REPLACED_FROM members or more, a set that drops j and toggles at most two
     other sellers (those whose pool change lies nearest j's size) settles j when it is worth
     within tol of `chosen` (with prices per sample tied exactly, one nearly always is);
-    otherwise the set without j is solved exactly. Used by VCG for every buyer's
+    otherwise the set without j is solved exactly, the best of those sets' value letting
+    step 1 of :mod:`mechanisms.exact` settle more sellers. Used by VCG for every buyer's
     externality on each of its sellers."""
     K, n_own, sizes, prices = _buyer(K, n_own, sizes, prices)
     chosen = np.asarray(chosen, dtype=bool)
@@ -183,7 +184,8 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     for i, pos in enumerate(members):
         if near[i] < best - tol:
             rest = np.arange(sizes.size) != pos
-            without = best_import_set(K, n_own, sizes[rest], prices[rest])
+            without = exact.best_set(float(np.sqrt(K)), n_own, sizes[rest], prices[rest],
+                                     near[i] - np.sqrt(K / n_own))
             values[i] = min(import_value(K, n_own, sizes[rest], prices[rest], without), best)
     return values
 
