@@ -470,8 +470,7 @@ def best_set(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.ndarray,
         core = core[~sure]
         if useful.all() and not sure.any():
             break
-    per_sample = prices[core] / sizes[core]
-    if core.size and per_sample.max() > (1 + _NEAR) * per_sample.min():
+    if core.size:
         into, out = _settled(sqrt_k, float(base), sizes[core], prices[core],
                              floor + prices[chosen].sum())
         chosen[core[into]] = True
@@ -558,7 +557,11 @@ def _settled(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray,
     continuous relaxation with a seller's decision turned around stays below a known set by
     more than tol / 4 (far above rounding), the seller keeps the relaxation's decision. The
     known sets: the relaxation's full sellers, those and the next one, and `floor`, the
-    value of a set the caller knows (pool base + its sizes, less its prices)."""
+    value of a set the caller knows (pool base + its sizes, less its prices). None settles
+    when all prices per sample lie within _NEAR of each other."""
+    q = prices / sizes
+    if q.max() <= (1 + _NEAR) * q.min():
+        return (np.zeros(sizes.size, dtype=bool),) * 2
     taken, turned, known = _turned_relaxations(sqrt_k, base, sizes, prices)
     margin = 0.25 * TOL_REL * (sqrt_k / math.sqrt(base) + prices[taken].sum())
     settled = turned < max(floor, known) - margin
@@ -571,15 +574,13 @@ def _turned_relaxations(sqrt_k: float, base: float, sizes: np.ndarray,
     turned around: (whether the relaxation takes each seller fully, the relaxation's value
     with that seller left out when it does and taken when it does not, the better value of
     the sets of its full sellers with and without the next one)."""
-    q = prices / sizes
-    order = np.argsort(q, kind="stable")
+    q, order, after, full = _relaxation(sqrt_k, base, sizes, prices)
     s, p, q = sizes[order], prices[order], q[order]
     count = s.size
-    pool = base + np.append(0.0, np.cumsum(s))  # before each seller by q, and after all
+    pool = np.append(base, after)  # before each seller by q, and after all
     spent = np.append(0.0, np.cumsum(p))
     at_slope = _pool_at_slope(sqrt_k, q)
-    excess = pool[1:] - at_slope  # increasing; the relaxation takes a seller fully while <= 0
-    full = int(np.searchsorted(excess, 0.0, side="right"))
+    excess = after - at_slope  # increasing; the relaxation takes a seller fully while <= 0
     rank = np.arange(count)
     taken = rank < full
     # Turned around, the relaxation takes fully the sellers before `stop` (but the one
