@@ -17,7 +17,8 @@
    sizes over six orders of magnitude, with the large models offered and with every model
    offered, the posted-price market without heterogeneity charge (lam = 0) at m = 50, and
    VCG next to exact clearing at m = 200 with prices per sample tied exactly and up to
-   30 % apart (a solve without each imported seller, unless replacements settle it).
+   30 % apart (a solve without each imported seller, unless replacements or step 1's rule,
+   run for all of a buyer's sellers at once, settle it).
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 

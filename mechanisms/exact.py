@@ -20,7 +20,14 @@ Why the answer is exact. g is increasing and concave, so:
    and it keeps the relaxation's decision. With prices per sample 0.1 % to 30 % apart, this
    leaves one or two of 199 sellers (the depth-first search of 3a used to walk the others).
    When all prices per sample lie within 0.1 % of each other it is skipped: it settles
-   few sellers there, and the flip costs of 3b already rule out the others.
+   few sellers there, and the flip costs of 3b already rule out the others. VCG needs the
+   best value without each member of a best set: the rule runs for all those problems at
+   once (the seller dropped keeps its place in the order with size and price 0, which
+   changes no relaxation, so each row only shifts the pools after it), and where it leaves
+   at most 8 sellers undecided, every subset of them is tried on top of the sellers settled
+   in. With about 118 imports per buyer at m = 200 and prices per sample 30 % apart, that
+   settles all 23,595 such problems (a VCG round took 5.9 s solving each and takes 1.0 s),
+   and with 1 % apart 62 % of them (10.7 s to 9.5 s: the rest are the hard ones).
 2. The rest (the core) is decomposed around the continuous relaxation: fill by ascending
    price per sample q_j = p_j / s_j until the slope g'(n) falls to the next ratio; it stops
    at pool n0 with slope r = g'(n0), having taken the set R fully. Every q_j <= r in R and
@@ -186,7 +193,10 @@ Why the answer is exact. g is increasing and concave, so:
       the relaxation of the sellers not yet decided: for up to 1024 nodes after 3c when
       sizes span more than three magnitudes (largest over smallest; the buyers it settled in
       the markets measured took at most 1024, and in two bands near 10^3 and 10^6, 4096
-      failing nodes per buyer took over a third of a round), and before a flip
+      failing nodes per buyer took over a third of a round), unless 16 or more sizes lie on
+      each side of a gap of 16 times (bands of two scales: among integers near 10^3 with
+      ties to 1e-6, it settled every buyer with 8 sellers near 10^6 and none with 16 to 100,
+      where its failing nodes took a third to a half of a round), and before a flip
       table (3d) of more than 2^21 cells, with work in proportion to the table's (one node
       per 16384 cells; 1024 nodes before a table beyond 2^28 cells, which is never built:
       with sizes in float32 and prices per sample tied to 1e-2, the lattice of 2^-24 made
@@ -341,12 +351,13 @@ imports per buyer on average): a round at m = 200 takes 0.01 to 0.7 s, no buyer 
 buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample tied to 1e-6
 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two narrow bands
 three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6 or 1e-4 are
-harder (the search largest first does not settle them; 3m does): a round at m = 200 takes
-about 1.6 s with ties to 1e-6 and 1.2 s with 1e-4 (46 s and 20 s before 3m), most of it in
-3j's 1024 nodes. Reals in three bands near 10^2, 10^4 and 10^6 with ties to 1e-6: about
-1.4 s for a round at m = 200 (2.5 s with 3m after 2^16 states of the search, and one buyer
-ran on for over 40 s before 3m), mostly in the solves of the sellers near 10^2 (a band
-10 % wide with near ties, about 1.5 ms each, a few per buyer); reals in bands 1 % wide near
+harder (the search largest first does not settle them, and is skipped; 3m does): a round at
+m = 200 takes about 1.2 s with ties to 1e-6 and 0.7 s with 1e-4 (46 s and 20 s before 3m,
+2.0 s and 1.4 to 2.0 s with 3j's 1024 failing nodes per buyer first). Reals in three bands
+near 10^2, 10^4 and 10^6 with ties to 1e-6: about 1.4 s for a round at m = 200 (2.5 s with
+3m after 2^16 states of the search, and one buyer ran on for over 40 s before 3m), mostly in
+the solves of the sellers near 10^2 (a band 10 % wide with near ties, about 1.5 ms each, a
+few per buyer); reals in bands 1 % wide near
 10^3 and 3 * 10^4 with ties to 1e-9 or 1e-6 about 1.7 s (2.6 s so, and a buyer ran on for
 over a minute before). Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
@@ -374,8 +385,10 @@ _NODES = 256  # depth-first work (nodes expanded) before the flip search takes o
 _DEPTH_SHARE = 1 / 16384  # depth-first work (largest first) per cell of a large flip table
 _WIDE = 1e3  # sizes spanning this much (largest over smallest) are taken largest first at once
 _WIDE_FIRST = 1 << 10  # such sizes: depth-first work, largest first, before anything else
+_BANDED = 16  # unless this many sizes lie on each side of a gap of _SCALES (bands)
 _BLOCK = 16  # depths whose rows of the depth-first relaxation are built at once
 _WALK = 4  # the depth-first relaxation walks this many sellers before it bisects a row
+_OPEN = 8  # VCG: problems without a seller that step 1 leaves this few sellers are enumerated
 _NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
 _HALF = 10  # sellers per side of the first meet-in-the-middle search
 _TIED_LEFT, _PAIRED, _ATTEMPTS = 12, 120, 4  # ties: 12 sellers' subsets against pairs of 120
@@ -471,15 +484,15 @@ def best_set(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.ndarray,
         if useful.all() and not sure.any():
             break
     if core.size:
-        into, out = _settled(sqrt_k, float(base), sizes[core], prices[core],
-                             floor + prices[chosen].sum())
+        into, out = (mask[0] for mask in _settled(sqrt_k, float(base), sizes[core],
+                                                  prices[core], floor + prices[chosen].sum()))
         chosen[core[into]] = True
         base += sizes[core[into]].sum()
         core = core[~(into | out)]
     if core.size:
         s, p = sizes[core], prices[core]
         picked = _few_sizes(sqrt_k, float(base), s, p)
-        if picked is None and _wide(s):
+        if picked is None and _wide(s) and not _banded(s):
             picked = _depth_first(sqrt_k, float(base), s, p, _WIDE_FIRST, True)
         if picked is None and _near_ties(sqrt_k, float(base), s, p) < _TIES:
             picked = _depth_first(sqrt_k, float(base), s, p, _NODES)
@@ -541,6 +554,14 @@ def _wide(sizes: np.ndarray) -> bool:
     return bool(sizes.max() > _WIDE * sizes.min())
 
 
+def _banded(sizes: np.ndarray) -> bool:
+    """Whether _BANDED or more sizes lie on each side of a gap of _SCALES (bands of two
+    scales), where 3j, deciding the coarse sellers one by one, settled no buyer."""
+    by_size = np.sort(sizes)
+    at = np.flatnonzero(by_size[1:] >= _SCALES * by_size[:-1]) + 1
+    return bool(np.any(np.minimum(at, by_size.size - at) >= _BANDED))
+
+
 def _relaxation(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray):
     """The continuous relaxation's filling order: (prices per sample q, the sellers by
     ascending q, the pool after each of them, how many it takes fully). g' decreases and q
@@ -552,54 +573,115 @@ def _relaxation(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarra
 
 
 def _settled(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray,
-             floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Step 1's last rule: masks of the sellers in and out of every optimum. Where the
-    continuous relaxation with a seller's decision turned around stays below a known set by
-    more than tol / 4 (far above rounding), the seller keeps the relaxation's decision. The
-    known sets: the relaxation's full sellers, those and the next one, and `floor`, the
-    value of a set the caller knows (pool base + its sizes, less its prices). None settles
-    when all prices per sample lie within _NEAR of each other."""
+             floor: float | np.ndarray, dropped: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1's last rule: masks of the sellers in and out of every optimum, one row per
+    problem: the problem itself (`dropped` None) or the problem without each seller of
+    `dropped` (that seller out). Where the continuous relaxation with a seller's decision
+    turned around stays below a known set by more than tol / 4 (far above rounding), the
+    seller keeps the relaxation's decision. The known sets: the relaxation's full sellers,
+    those and the next one, and `floor` (per row), the value of a set the caller knows
+    (pool base + its sizes, less its prices). None settles (but the sellers dropped) when
+    all prices per sample lie within _NEAR of each other."""
+    rows = 1 if dropped is None else dropped.size
+    taken, settled = np.zeros((2, rows, sizes.size), dtype=bool)
     q = prices / sizes
-    if q.max() <= (1 + _NEAR) * q.min():
-        return (np.zeros(sizes.size, dtype=bool),) * 2
-    taken, turned, known = _turned_relaxations(sqrt_k, base, sizes, prices)
-    margin = 0.25 * TOL_REL * (sqrt_k / math.sqrt(base) + prices[taken].sum())
-    settled = turned < max(floor, known) - margin
+    if q.max() > (1 + _NEAR) * q.min():
+        taken, turned, known, spent = _turned_relaxations(sqrt_k, base, sizes, prices, dropped)
+        margin = 0.25 * TOL_REL * (sqrt_k / math.sqrt(base) + spent)
+        settled = turned < (np.maximum(floor, known) - margin)[:, None]
+    if dropped is not None:
+        settled[np.arange(rows), dropped] = True  # out: taken is False there
     return settled & taken, settled & ~taken
 
 
-def _turned_relaxations(sqrt_k: float, base: float, sizes: np.ndarray,
-                        prices: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def _turned_relaxations(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray,
+                        dropped: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """The continuous relaxation of 2 redone, in closed form, with each seller's decision
-    turned around: (whether the relaxation takes each seller fully, the relaxation's value
-    with that seller left out when it does and taken when it does not, the better value of
-    the sets of its full sellers with and without the next one)."""
-    q, order, after, full = _relaxation(sqrt_k, base, sizes, prices)
+    turned around, one row per problem (as in :func:`_settled`): (whether the relaxation
+    takes each seller fully, the relaxation's value with that seller left out when it does
+    and taken when it does not (-inf for the seller dropped), the better value of the sets
+    of its full sellers with and without the next one, their spend). The seller dropped
+    keeps its place in the order with size and price 0, which changes no relaxation."""
+    q, order, after, _ = _relaxation(sqrt_k, base, sizes, prices)
     s, p, q = sizes[order], prices[order], q[order]
     count = s.size
-    pool = np.append(base, after)  # before each seller by q, and after all
-    spent = np.append(0.0, np.cumsum(p))
+    rank = np.arange(count)
+    pool = np.append(base, after)[None]  # before each seller by q, and after all
+    spent = np.append(0.0, np.cumsum(p))[None]
     at_slope = _pool_at_slope(sqrt_k, q)
     excess = after - at_slope  # increasing; the relaxation takes a seller fully while <= 0
-    rank = np.arange(count)
+    if dropped is not None:  # by rank: the seller dropped, and those after it
+        at = np.argsort(order)[dropped][:, None]
+        gone, past = rank == at, np.arange(count + 1) > at
+        gone_size = s[at]
+        pool, spent = pool - gone_size * past, spent - p[at] * past
+        s, p = np.where(gone, 0.0, s), np.where(gone, 0.0, p)
+
+    def reached(room):
+        """Per row, how many sellers the relaxation takes fully with `room` more (a row's
+        excess falls by the size dropped from that seller on)."""
+        ahead = np.searchsorted(excess, room, side="right")
+        if dropped is None:
+            return ahead
+        beyond = np.searchsorted(excess, room + gone_size, side="right") - at
+        return np.minimum(ahead, at) + np.maximum(beyond, 0)
+
+    full = reached(np.zeros((pool.shape[0], 1)))
     taken = rank < full
     # Turned around, the relaxation takes fully the sellers before `stop` (but the one
     # turned around), reaching pool `before` having spent `paid`, and then part of `stop`.
-    later = np.searchsorted(excess, s, side="right")  # left out: s_j more room for later ones
-    earlier = np.searchsorted(excess, -s, side="right")  # taken: s_j less for earlier ones
+    later = reached(s)  # left out: s_j more room for later ones
+    earlier = reached(-s)  # taken: s_j less for earlier ones
     first = earlier < rank
     stop = np.where(taken, later, np.where(first, earlier, rank + 1))
-    before = pool[stop] + np.where(taken, -s, np.where(first, s, 0.0))
-    paid = spent[stop] + np.where(taken, -p, np.where(first, p, 0.0))
+    row = np.arange(pool.shape[0])[:, None]
+    before = pool[row, stop] + np.where(taken, -s, np.where(first, s, 0.0))
+    paid = spent[row, stop] + np.where(taken, -p, np.where(first, p, 0.0))
     part = stop < count
-    next_q, next_pool = q[np.minimum(stop, count - 1)], at_slope[np.minimum(stop, count - 1)]
-    top = np.where(part, np.maximum(before, next_pool), before)
-    turned = np.empty(count)
-    turned[order] = -sqrt_k / np.sqrt(top) - paid - np.where(part, next_q * (top - before), 0.0)
-    inside = np.empty(count, dtype=bool)
-    inside[order] = taken
-    known = -sqrt_k / np.sqrt(pool[full:full + 2]) - spent[full:full + 2]
-    return inside, turned, float(known.max())
+    last = np.minimum(stop, count - 1)
+    top = np.where(part, np.maximum(before, at_slope[last]), before)
+    turned = -sqrt_k / np.sqrt(top) - paid - np.where(part, q[last] * (top - before), 0.0)
+    if dropped is not None:
+        taken[gone], turned[gone] = False, -np.inf
+    inside, turned_back = np.empty_like(taken), np.empty_like(turned)
+    inside[:, order], turned_back[:, order] = taken, turned
+    ends = np.minimum(full + np.arange(2), count)
+    known = (-sqrt_k / np.sqrt(pool[row, ends]) - spent[row, ends]).max(axis=1)
+    return inside, turned_back, known, spent[row[:, 0], full[:, 0]]
+
+
+def values_without(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.ndarray,
+                   members: np.ndarray, floors: np.ndarray) -> np.ndarray:
+    """For each seller of `members`, the best value G(S) - p_S of the import sets without
+    it, where step 1's last rule, applied to all those problems at once (`floors`: the
+    value of a set known without each), leaves at most _OPEN sellers undecided: every
+    subset of those is tried on top of the sellers settled in. NaN elsewhere, and for a
+    member that is paid to be imported (it moves the base)."""
+    values = np.full(members.size, np.nan)
+    free = prices <= 0
+    rows = np.flatnonzero(~free[members])
+    if sqrt_k == 0.0 or not rows.size:
+        return values
+    x_free, paid_free = float(sizes[free].sum()), float(prices[free].sum())
+    s, p = sizes[~free], prices[~free]
+    dropped = (np.cumsum(~free) - 1)[members[rows]]
+    floor = floors[rows] - sqrt_k / math.sqrt(n_own) + paid_free  # as V on the paid sellers
+    with np.errstate(divide="ignore", over="ignore"):  # q near 0: taken fully at any pool
+        into, out = _settled(sqrt_k, n_own + x_free, s, p, floor, dropped)
+    undecided = ~(into | out)
+    few = np.flatnonzero(undecided.sum(axis=1) <= _OPEN)
+    if not few.size:
+        return values
+    undecided, into = undecided[few], into[few]
+    width = int(undecided.sum(axis=1).max())
+    picked = np.argsort(~undecided, axis=1, kind="stable")[:, :width]  # undecided first
+    open_ = np.take_along_axis(undecided, picked, axis=1)
+    subsets = ((np.arange(1 << width)[:, None] >> np.arange(width)) & 1).astype(np.float64)
+    x = x_free + (into @ s)[:, None] + np.where(open_, s[picked], 0.0) @ subsets.T
+    paid = paid_free + (into @ p)[:, None] + np.where(open_, p[picked], 0.0) @ subsets.T
+    values[rows[few]] = (marginal(sqrt_k, n_own, x) - paid).max(axis=1)
+    return values
 
 
 class _Relaxation:

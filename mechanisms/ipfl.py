@@ -167,10 +167,11 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
 
     In a set of _REPLACED_FROM members or more, a set that drops j and toggles at most two
     other sellers (those whose pool change lies nearest j's size) settles j when it is worth
-    within tol of `chosen` (with prices per sample tied exactly, one nearly always is);
-    otherwise the set without j is solved exactly, the best of those sets' value letting
-    step 1 of :mod:`mechanisms.exact` settle more sellers. Used by VCG for every buyer's
-    externality on each of its sellers."""
+    within tol of `chosen` (with prices per sample tied exactly, one nearly always is).
+    Otherwise the best of those sets' value lets step 1 of :mod:`mechanisms.exact`, run for
+    all such j at once, settle the sellers of each problem without j, and the few left
+    undecided are enumerated; a problem with more left is solved exactly. Used by VCG for
+    every buyer's externality on each of its sellers."""
     K, n_own, sizes, prices = _buyer(K, n_own, sizes, prices)
     chosen = np.asarray(chosen, dtype=bool)
     if chosen.shape != sizes.shape:
@@ -181,12 +182,15 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     near = (exact.replacement_values(float(np.sqrt(K)), n_own, sizes, prices, chosen)
             if members.size >= _REPLACED_FROM else np.full(members.size, -np.inf))
     values = np.minimum(near, best)
-    for i, pos in enumerate(members):
-        if near[i] < best - tol:
-            rest = np.arange(sizes.size) != pos
-            without = exact.best_set(float(np.sqrt(K)), n_own, sizes[rest], prices[rest],
-                                     near[i] - np.sqrt(K / n_own))
-            values[i] = min(import_value(K, n_own, sizes[rest], prices[rest], without), best)
+    unsettled = np.flatnonzero(near < best - tol)
+    settled = exact.values_without(float(np.sqrt(K)), n_own, sizes, prices,
+                                   members[unsettled], near[unsettled])
+    values[unsettled] = np.minimum(settled, best)
+    for i in unsettled[np.isnan(settled)]:
+        rest = np.arange(sizes.size) != members[i]
+        without = exact.best_set(float(np.sqrt(K)), n_own, sizes[rest], prices[rest],
+                                 near[i] - np.sqrt(K / n_own))
+        values[i] = min(import_value(K, n_own, sizes[rest], prices[rest], without), best)
     return values
 
 
