@@ -165,32 +165,34 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     """For each member j of `chosen`, a best import set (ascending j): the value
     G(S) - sum_{j in S} price_j of the best import set without j, at most that of `chosen`.
 
-    In a set of _REPLACED_FROM members or more, a set that drops j and toggles at most two
-    other sellers (those whose pool change lies nearest j's size) settles j when it is worth
-    within tol of `chosen` (with prices per sample tied exactly, one nearly always is).
-    Otherwise the best of those sets' value lets step 1 of :mod:`mechanisms.exact`, run for
-    all such j at once, settle the sellers of each problem without j, and the few left
-    undecided are enumerated; a problem with more left is solved exactly. Used by VCG for
-    every buyer's externality on each of its sellers."""
+    Step 1's last rule of :mod:`mechanisms.exact`, run for all members at once, settles the
+    sellers of each problem without j, and the few it leaves undecided are enumerated.
+    Where more are left, in a set of _REPLACED_FROM members or more, a set that drops j and
+    toggles at most two other sellers (those whose pool change lies nearest j's size)
+    settles j when it is worth within tol of `chosen` (with prices per sample tied exactly,
+    one nearly always is); otherwise the problem is solved exactly, the best of those sets'
+    value letting step 1 settle more of its sellers. Used by VCG for every buyer's
+    externality on each of its sellers."""
     K, n_own, sizes, prices = _buyer(K, n_own, sizes, prices)
     chosen = np.asarray(chosen, dtype=bool)
     if chosen.shape != sizes.shape:
         raise ValueError(f"chosen must have shape {sizes.shape}, got {chosen.shape}")
     best = import_value(K, n_own, sizes, prices, chosen)
     tol = exact.TOL_REL * np.sqrt(K / n_own)
-    members = np.flatnonzero(chosen)
-    near = (exact.replacement_values(float(np.sqrt(K)), n_own, sizes, prices, chosen)
-            if members.size >= _REPLACED_FROM else np.full(members.size, -np.inf))
-    values = np.minimum(near, best)
-    unsettled = np.flatnonzero(near < best - tol)
-    settled = exact.values_without(float(np.sqrt(K)), n_own, sizes, prices,
-                                   members[unsettled], near[unsettled])
-    values[unsettled] = np.minimum(settled, best)
-    for i in unsettled[np.isnan(settled)]:
-        rest = np.arange(sizes.size) != members[i]
-        without = exact.best_set(float(np.sqrt(K)), n_own, sizes[rest], prices[rest],
-                                 near[i] - np.sqrt(K / n_own))
-        values[i] = min(import_value(K, n_own, sizes[rest], prices[rest], without), best)
+    sqrt_k, members = float(np.sqrt(K)), np.flatnonzero(chosen)
+    values = np.minimum(exact.values_without(sqrt_k, n_own, sizes, prices, members,
+                                             np.full(members.size, -np.inf)), best)
+    unsettled = np.flatnonzero(np.isnan(values))
+    near = (exact.replacement_values(sqrt_k, n_own, sizes, prices, chosen)[unsettled]
+            if unsettled.size and members.size >= _REPLACED_FROM
+            else np.full(unsettled.size, -np.inf))
+    values[unsettled] = np.minimum(near, best)
+    for i, floor in zip(unsettled, near, strict=True):
+        if floor < best - tol:
+            rest = np.arange(sizes.size) != members[i]
+            without = exact.best_set(sqrt_k, n_own, sizes[rest], prices[rest],
+                                     floor - np.sqrt(K / n_own))
+            values[i] = min(import_value(K, n_own, sizes[rest], prices[rest], without), best)
     return values
 
 

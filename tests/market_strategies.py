@@ -1,8 +1,13 @@
-"""Random reported markets (a hypothesis strategy and a seeded dissimilarity), shared by the
-market-layer tests."""
+"""Random reported markets (a hypothesis strategy and a seeded dissimilarity) and a switch
+for the best values without each member, shared by the market-layer tests."""
+
+import contextlib
+from unittest import mock
 
 import numpy as np
 from hypothesis import strategies as st
+
+from mechanisms import exact, ipfl
 
 
 @st.composite
@@ -35,3 +40,14 @@ def symmetric(d: np.ndarray) -> np.ndarray:
 def random_dissimilarity(rng: np.random.Generator, m: int, high: float = 1.0) -> np.ndarray:
     """A seeded symmetric D with entries in [0, high) and a zero diagonal."""
     return symmetric(rng.uniform(0, high, (m, m)))
+
+
+def replacements_only(on: bool):
+    """When `on`, the best values without each member skip the enumeration of step 1's
+    undecided sellers and try replacements for every set."""
+    if not on:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(exact, "_OPEN", -1))
+    stack.enter_context(mock.patch.object(ipfl, "_REPLACED_FROM", 0))
+    return stack

@@ -1,12 +1,11 @@
 import itertools
-from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from market_strategies import markets as shared_markets
-from market_strategies import random_dissimilarity
+from market_strategies import random_dissimilarity, replacements_only
 
 from mechanisms import ipfl, payments
 
@@ -83,9 +82,10 @@ def vcg_by_definition(N, cost, K, D, lam, A):
 @settings(max_examples=40, deadline=None)
 @given(markets(max_m=5), st.booleans())
 def test_vcg_matches_clarke_pivot_definition(market, replaced):
-    # `replaced`: every buyer's sellers are first tried for replacements within tol
+    # `replaced`: no problem without one seller is settled by enumeration, and every
+    # buyer's sellers are tried for replacements within tol
     N, cost, K, D, lam = market
-    with mock.patch.object(ipfl, "_REPLACED_FROM", 0 if replaced else ipfl._REPLACED_FROM):
+    with replacements_only(replaced):
         A, P, platform = payments.vcg(*market)
     np.testing.assert_array_equal(A, ipfl.clear_exact(*market))
     np.testing.assert_array_equal(P, -P.T)
