@@ -168,11 +168,14 @@ Why the answer is exact. g is increasing and concave, so:
       offered the cheapest sets of the 8 cells with the lowest bounds each time, is within
       ``tol`` of both bounds. Later tables look only at pools where a cell's bound beat the
       best state. Where a size is 16 times the next smaller one, the search goes first for
-      2^10 states (2^14 when every flip is free: its polishing then settles most ties once
-      it grows) and then 3m (with sizes in bands 1 % wide near 10^3 and 3 * 10^4 and ties
-      to 1e-6 or 1e-9, a round at m = 200 took about 1.7 s rather than 2.6 s with 2^16
-      states first, and in three bands near 10^2, 10^4 and 10^6 with exact ties 40 buyers
-      took 0.39 s rather than 0.68 s; without such a gap the short search only cost time,
+      2^10 states (2^14 when every flip is free off every lattice: its polishing then
+      settles most ties once it grows) and then 3m (with sizes in bands 1 % wide near 10^3
+      and 3 * 10^4 and ties to 1e-6 or 1e-9, a round at m = 200 took about 1.7 s rather
+      than 2.6 s with 2^16 states first, and in three bands near 10^2, 10^4 and 10^6 with
+      exact ties 40 buyers took 0.39 s rather than 0.68 s, and a round 2.0 s rather than
+      5.4 s with 2^10; on a lattice 2^10 is enough: integers in bands near 10^3 and 10^6 at
+      a posted price per sample took 0.42 to 0.58 s rather than 0.92 to 1.1 s; without such
+      a gap the short search only cost time,
       15 % of a round with sizes from 50 to 2000 and ties to 1e-6); when 3m declines, or
       without the gap, the search for 2^16 states, 3l and 3m (each declines at once at a
       loss where it declined before, for too many sets or solves: the search seldom lowers
@@ -360,7 +363,8 @@ near 10^2, 10^4 and 10^6 with ties to 1e-6: about 1.4 s for a round at m = 200 (
 the solves of the sellers near 10^2 (a band 10 % wide with near ties, about 1.5 ms each, a
 few per buyer); reals in bands 1 % wide near
 10^3 and 3 * 10^4 with ties to 1e-9 or 1e-6 about 1.7 s (2.6 s so, and a buyer ran on for
-over a minute before). Exact ties on
+over a minute before), and with prices per sample tied exactly about 13 s (60 to 130 ms per
+buyer, in the flip search's polishing and in 3m), the slowest round known. Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
 times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
 bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
@@ -451,7 +455,7 @@ _SLOPE_MOVE = 0.25  # 3i keeps a lattice once when the slope moves by more than 
 _SLOPE_GAP = 4  # and the side's gap exceeds this many tol
 _ROUNDED_FIRST = 1 << 16  # flip-search states before 3i's first tables
 _SCALES_FIRST = 1 << 10  # flip-search states before 3i tries 3m first (flips with costs)
-_FREE_SCALES_FIRST = 1 << 14  # and when all flips are free (its polishing settles ties)
+_FREE_SCALES_FIRST = 1 << 14  # and when all are free, off every lattice (polishing settles)
 _POLISHED_COSTS = 1 << 12  # 3i polishes best states when all flips cost at most this many tol
 _POLISHED_CELLS = 1 << 26  # and then also the set of the lowest bound of a table this large
 
@@ -1212,26 +1216,26 @@ def _lower(found: tuple[float, np.ndarray], search: _Search) -> np.ndarray:
 
 
 def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
-    """Step 3i of the module docstring: for the sets with pools above n0 and those below
-    it, flip tables over the sizes rounded down, or up, to ever finer lattices, until the
+    """Step 3i of the module docstring: for the sets with pools above n0 and those below it,
+    flip tables over the sizes rounded down, or up, to ever finer lattices, until the
     search's best state is within ``tol`` of both lower bounds. Where a size is _SCALES
     times the next smaller one, the flip search goes first for _SCALES_FIRST states
-    (_FREE_SCALES_FIRST when all flips are free), then step 3m; when it declines (or there
-    is no such gap), the search for _ROUNDED_FIRST states, then 3l (up to _DUAL_COUNTS
-    numbers of sellers) and 3m again (each declines at once at a loss where it declined
-    before); the search runs again, for a share of their cells, after a round of tables
-    when that share is at least twice its last run (it may finish first), and without limit
-    once the tables would exceed _ROUNDED_CELLS (the first time, after a round on lattices
-    _SQUEEZE times coarser than would fit, when finer than each side's last). On a size
-    lattice (flip tables too large for 3d), steps are whole multiples of it, and a side
-    left open after a round on the lattice itself goes to the search without limit too.
-    When all flips together cost at most _POLISHED_COSTS tol, each new best state is
-    polished before the next round (the best toggles of up to four of the _PAIRED cheapest
-    flips and its own, while they help), and so is the set of the lowest bound of a table
-    of _POLISHED_CELLS or more."""
+    (_FREE_SCALES_FIRST when all flips are free off every lattice), then step 3m; when it
+    declines (or there is no such gap), the search for _ROUNDED_FIRST states, then 3l (up to
+    _DUAL_COUNTS numbers of sellers) and 3m again (each declines at once at a loss where it
+    declined before); the search runs again, for a share of their cells, after a round of
+    tables when that share is at least twice its last run (it may finish first), and without
+    limit once the tables would exceed _ROUNDED_CELLS (the first time, after a round on
+    lattices _SQUEEZE times coarser than would fit, when finer than each side's last). On a
+    size lattice (flip tables too large for 3d), steps are whole multiples of it, and a side
+    left open after a round on the lattice itself goes to the search without limit too. When
+    all flips together cost at most _POLISHED_COSTS tol, each new best state is polished
+    before the next round (the best toggles of up to four of the _PAIRED cheapest flips and
+    its own, while they help), and so is the set of the lowest bound of a table of
+    _POLISHED_CELLS or more."""
     found = None
     if _scale_gaps(core.size).size:
-        if search.attempt(_SCALES_FIRST if core.w.any() else _FREE_SCALES_FIRST):
+        if search.attempt(_SCALES_FIRST if core.w.any() or core.step else _FREE_SCALES_FIRST):
             return search.best_flips
         found = _two_scales(core, search.best)
     work = _ROUNDED_FIRST
