@@ -363,8 +363,9 @@ near 10^2, 10^4 and 10^6 with ties to 1e-6: about 1.4 s for a round at m = 200 (
 the solves of the sellers near 10^2 (a band 10 % wide with near ties, about 1.5 ms each, a
 few per buyer); reals in bands 1 % wide near
 10^3 and 3 * 10^4 with ties to 1e-9 or 1e-6 about 1.7 s (2.6 s so, and a buyer ran on for
-over a minute before), and with prices per sample tied exactly about 13 s (60 to 130 ms per
-buyer, in the flip search's polishing and in 3m), the slowest round known. Exact ties on
+over a minute before), and with prices per sample tied exactly about 13 to 15 s (a median
+of 88 ms per buyer and up to 0.15 s, in the flip search's polishing and in 3m), the
+slowest round known. Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
 times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
 bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
