@@ -563,9 +563,8 @@ def _wide(sizes: np.ndarray) -> bool:
 def _banded(sizes: np.ndarray) -> bool:
     """Whether _BANDED or more sizes lie on each side of a gap of _SCALES (bands of two
     scales), where 3j, deciding the coarse sellers one by one, settled no buyer."""
-    by_size = np.sort(sizes)
-    at = np.flatnonzero(by_size[1:] >= _SCALES * by_size[:-1]) + 1
-    return bool(np.any(np.minimum(at, by_size.size - at) >= _BANDED))
+    below = (sizes[:, None] < _scale_gaps(sizes)).sum(axis=0)
+    return bool(np.any(np.minimum(below, sizes.size - below) >= _BANDED))
 
 
 def _relaxation(sqrt_k: float, base: float, sizes: np.ndarray, prices: np.ndarray):
@@ -664,12 +663,11 @@ def _turned_relaxations(sqrt_k: float, base: float, sizes: np.ndarray, prices: n
 
 
 def values_without(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.ndarray,
-                   members: np.ndarray, floors: np.ndarray) -> np.ndarray:
+                   members: np.ndarray) -> np.ndarray:
     """For each seller of `members`, the best value G(S) - p_S of the import sets without
-    it, where step 1's last rule, applied to all those problems at once (`floors`: the
-    value of a set known without each), leaves at most _OPEN sellers undecided: every
-    subset of those is tried on top of the sellers settled in. NaN elsewhere, and for a
-    member that is paid to be imported (it moves the base)."""
+    it, where step 1's last rule, applied to all those problems at once, leaves at most
+    _OPEN sellers undecided: every subset of those is tried on top of the sellers settled
+    in. NaN elsewhere, and for a member that is paid to be imported (it moves the base)."""
     values = np.full(members.size, np.nan)
     free = prices <= 0
     rows = np.flatnonzero(~free[members])
@@ -680,9 +678,8 @@ def values_without(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.nd
     if s.size > _OPEN + 1 and _tied(s, p):  # none settles, too many to enumerate
         return values
     dropped = (np.cumsum(~free) - 1)[members[rows]]
-    floor = floors[rows] - sqrt_k / math.sqrt(n_own) + paid_free  # as V on the paid sellers
     with np.errstate(divide="ignore", over="ignore"):  # q near 0: taken fully at any pool
-        into, out = _settled(sqrt_k, n_own + x_free, s, p, floor, dropped)
+        into, out = _settled(sqrt_k, n_own + x_free, s, p, -np.inf, dropped)
     undecided = ~(into | out)
     few = np.flatnonzero(undecided.sum(axis=1) <= _OPEN)
     if not few.size:

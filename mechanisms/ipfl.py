@@ -180,8 +180,7 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     best = import_value(K, n_own, sizes, prices, chosen)
     tol = exact.TOL_REL * np.sqrt(K / n_own)
     sqrt_k, members = float(np.sqrt(K)), np.flatnonzero(chosen)
-    values = np.minimum(exact.values_without(sqrt_k, n_own, sizes, prices, members,
-                                             np.full(members.size, -np.inf)), best)
+    values = np.minimum(exact.values_without(sqrt_k, n_own, sizes, prices, members), best)
     unsettled = np.flatnonzero(np.isnan(values))
     near = (exact.replacement_values(sqrt_k, n_own, sizes, prices, chosen)[unsettled]
             if unsettled.size and members.size >= _REPLACED_FROM

@@ -381,9 +381,9 @@ def test_settled_sellers_keep_their_place_in_every_best_set(m, noise, known, see
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(1, 11), st.sampled_from([0.0, 1e-3, 1e-2, 0.3]), st.booleans(),
+@given(st.integers(1, 11), st.sampled_from([0.0, 1e-3, 1e-2, 0.3]),
        st.sampled_from([0, 8, 11]), st.integers(0, 2**32 - 1))
-def test_values_without_equal_brute_force(m, noise, known, most_open, seed):
+def test_values_without_equal_brute_force(m, noise, most_open, seed):
     # the best value without each seller, where step 1's last rule over all those problems
     # leaves at most _OPEN sellers undecided (every problem, when _OPEN >= m - 1), NaN
     # elsewhere and for a seller paid to be imported; some sellers are, some are free, and
@@ -397,10 +397,9 @@ def test_values_without_equal_brute_force(m, noise, known, most_open, seed):
     prices[rng.random(m) < 0.15] *= rng.choice([0.0, -1.0, 1e-310])
     values, members = all_subset_values(K, n_own, sizes, prices), subsets(m)
     best = np.array([values[~members[:, j]].max() for j in range(m)])
-    floors = best if known else np.full(m, -np.inf)
     with mock.patch.object(exact, "_OPEN", most_open), np.errstate(divide="raise", over="raise",
                                                                    invalid="raise"):
-        got = exact.values_without(float(np.sqrt(K)), n_own, sizes, prices, np.arange(m), floors)
+        got = exact.values_without(float(np.sqrt(K)), n_own, sizes, prices, np.arange(m))
     assert np.isnan(got[prices <= 0]).all()
     if most_open >= m - 1:
         assert not np.isnan(got[prices > 0]).any()
