@@ -168,15 +168,13 @@ Why the answer is exact. g is increasing and concave, so:
       offered the cheapest sets of the 8 cells with the lowest bounds each time, is within
       ``tol`` of both bounds. Later tables look only at pools where a cell's bound beat the
       best state. Where a size is 16 times the next smaller one, the search goes first for
-      2^10 states (2^14 when every flip is free off every lattice: its polishing then
-      settles most ties once it grows) and then 3m (with sizes in bands 1 % wide near 10^3
-      and 3 * 10^4 and ties to 1e-6 or 1e-9, a round at m = 200 took about 1.7 s rather
-      than 2.6 s with 2^16 states first, and in three bands near 10^2, 10^4 and 10^6 with
-      exact ties 40 buyers took 0.39 s rather than 0.68 s, and a round 2.0 s rather than
-      5.4 s with 2^10; on a lattice 2^10 is enough: integers in bands near 10^3 and 10^6 at
-      a posted price per sample took 0.42 to 0.58 s rather than 0.92 to 1.1 s; without such
-      a gap the short search only cost time,
-      15 % of a round with sizes from 50 to 2000 and ties to 1e-6); when 3m declines, or
+      2^10 states and then 3m (with sizes in bands 1 % wide near 10^3 and 3 * 10^4 and ties
+      to 1e-6 or 1e-9, a round at m = 200 took about 1.7 s rather than 2.6 s with 2^16
+      states first; with exact ties, 3m's centred sets settle the buyers that the search's
+      polishing settled once it grew, and in bands near 10^3 and 3 * 10^4 or near 10^2, 10^4
+      and 10^6, a round took 0.3 to 0.45 s rather than 0.65 to 4.8 s with 2^14 states
+      first; without such a gap the short search only cost time, 15 % of a round with
+      sizes from 50 to 2000 and ties to 1e-6); when 3m declines, or
       without the gap, the search for 2^16 states, 3l and 3m (each declines at once at a
       loss where it declined before, for too many sets or solves: the search seldom lowers
       it), again between rounds for a share of their cells, and alone once a round would
@@ -282,23 +280,32 @@ Why the answer is exact. g is increasing and concave, so:
       number), each pair gets the bound of 3l over both groups at once (the kc least v_j of
       the coarse sellers and the kf least of the fine ones), which sees the gaps between
       those clusters that the relaxation fills; it bounds the coarse sets of that pair,
-      and a coarse set is solved once, whatever pairs list it. The fine
+      and a coarse set is solved once, whatever pairs list it. With every flip free and
+      the fine sellers in one band (no gap of 16 among them), only the pool matters, and
+      for each such pair (kc, kf) the step first tries the kc coarse sellers consecutive
+      by size whose pool leaves n0 nearest the middle of the pools that kf fine sellers
+      reach on top of it (deepest inside first), with the kf fine sellers nearest the mean
+      size they need, polished (the best toggles of up to four of the 32 either side of
+      the kf-th), else solved: a set within ``tol`` of the relaxation ends the step, since
+      nothing can beat it by more. With bands 1 % wide near 10^3 and 3 * 10^4 and prices
+      per sample tied exactly, the bounds by pairs left up to 180,000 sets of swaps per
+      buyer to list against a poor best set and a round at m = 200 took 13 to 15 s; the
+      first centred set settles nearly every buyer, and a round takes about 0.3 s. The fine
       sellers are solved exactly on top of each T (this solver, with T's pool as their
       base: fewer sellers, a narrower range of sizes), then on top of the sets that swap
-      one seller of T, then two, then any number, each listed as in 3l against the best set
-      so far and taken by ascending bound while one can beat the best by more than
-      ``tol``; at most 64 solves and 2^18 sets listed, else the step declines (at once
-      when one or two swaps list too many even within a 256th of the slack: more swaps
-      would list more). A listed set's bound is the most of the dual's tangent, h, and a
-      floor by numbers: kf fine sellers on top of pool y reach a pool between y plus the kf
-      smallest and the kf largest sizes, and cost at least their kf least c_j, so the set
-      loses at least L at the point of that range nearest n0 plus those costs, least over
-      the kf whose range meets the winning pools (a set of another kf cannot win). It sees
-      the gaps between the clusters of pools that h fills: with bands 1 % wide near 10^3
-      and 3 * 10^4 and K a hundred times larger than below, a buyer needs 10 solves
-      instead of 56. The two on top of the pool are computed only for the sets the tangent
-      leaves. Reals in
-      bands near 10^2, 10^4 and 10^6 with prices per sample tied to 1e-6: the best sets hold
+      one seller of T, then two, then any number, each listed as in 3l where it can beat
+      the best set so far by more than ``tol`` and taken by ascending bound; at most 64
+      solves and 2^18 sets listed, else the step declines (at once when one or two swaps
+      list too many even within a 256th of the slack: more swaps would list more). A
+      listed set's bound is the most of the dual's tangent, h, and a floor by numbers: kf
+      fine sellers on top of pool y reach a pool between y plus the kf smallest and the kf
+      largest sizes, and cost at least their kf least c_j, so the set loses at least L at
+      the point of that range nearest n0 plus those costs, least over the kf whose range
+      meets the winning pools (a set of another kf cannot win). It sees the gaps between
+      the clusters of pools that h fills: with bands 1 % wide near 10^3 and 3 * 10^4 and K
+      a hundred times larger than below, a buyer needs 10 solves instead of 56. The two on
+      top of the pool are computed only for the sets the tangent leaves. Reals in bands
+      near 10^2, 10^4 and 10^6 with prices per sample tied to 1e-6: the best sets hold
       about three sellers near 10^4 and must reach n0 within a fraction of a sample, which
       the sellers near 10^2 (tens of ``tol`` each) do in many ways; the rounded tables
       closed one side slowly and left a buyer to the flip search, which ran on for over
@@ -455,8 +462,7 @@ _SQUEEZE = 1.25  # a round beyond it is tried once on lattices this much coarser
 _SLOPE_MOVE = 0.25  # 3i keeps a lattice once when the slope moves by more than this share
 _SLOPE_GAP = 4  # and the side's gap exceeds this many tol
 _ROUNDED_FIRST = 1 << 16  # flip-search states before 3i's first tables
-_SCALES_FIRST = 1 << 10  # flip-search states before 3i tries 3m first (flips with costs)
-_FREE_SCALES_FIRST = 1 << 14  # and when all are free, off every lattice (polishing settles)
+_SCALES_FIRST = 1 << 10  # flip-search states before 3i tries 3m first
 _POLISHED_COSTS = 1 << 12  # 3i polishes best states when all flips cost at most this many tol
 _POLISHED_CELLS = 1 << 26  # and then also the set of the lowest bound of a table this large
 
@@ -1217,23 +1223,22 @@ def _rounded_flips(core: _Core, search: _Search) -> np.ndarray:
     """Step 3i of the module docstring: for the sets with pools above n0 and those below it,
     flip tables over the sizes rounded down, or up, to ever finer lattices, until the
     search's best state is within ``tol`` of both lower bounds. Where a size is _SCALES
-    times the next smaller one, the flip search goes first for _SCALES_FIRST states
-    (_FREE_SCALES_FIRST when all flips are free off every lattice), then step 3m; when it
-    declines (or there is no such gap), the search for _ROUNDED_FIRST states, then 3l (up to
-    _DUAL_COUNTS numbers of sellers) and 3m again (each declines at once at a loss where it
-    declined before); the search runs again, for a share of their cells, after a round of
-    tables when that share is at least twice its last run (it may finish first), and without
-    limit once the tables would exceed _ROUNDED_CELLS (the first time, after a round on
-    lattices _SQUEEZE times coarser than would fit, when finer than each side's last). On a
-    size lattice (flip tables too large for 3d), steps are whole multiples of it, and a side
-    left open after a round on the lattice itself goes to the search without limit too. When
-    all flips together cost at most _POLISHED_COSTS tol, each new best state is polished
-    before the next round (the best toggles of up to four of the _PAIRED cheapest flips and
-    its own, while they help), and so is the set of the lowest bound of a table of
-    _POLISHED_CELLS or more."""
+    times the next smaller one, the flip search goes first for _SCALES_FIRST states, then
+    step 3m; when it declines (or there is no such gap), the search for _ROUNDED_FIRST
+    states, then 3l (up to _DUAL_COUNTS numbers of sellers) and 3m again (each declines at
+    once at a loss where it declined before); the search runs again, for a share of their
+    cells, after a round of tables when that share is at least twice its last run (it may
+    finish first), and without limit once the tables would exceed _ROUNDED_CELLS (the first
+    time, after a round on lattices _SQUEEZE times coarser than would fit, when finer than
+    each side's last). On a size lattice (flip tables too large for 3d), steps are whole
+    multiples of it, and a side left open after a round on the lattice itself goes to the
+    search without limit too. When all flips together cost at most _POLISHED_COSTS tol,
+    each new best state is polished before the next round (the best toggles of up to four of
+    the _PAIRED cheapest flips and its own, while they help), and so is the set of the
+    lowest bound of a table of _POLISHED_CELLS or more."""
     found = None
     if _scale_gaps(core.size).size:
-        if search.attempt(_SCALES_FIRST if core.w.any() or core.step else _FREE_SCALES_FIRST):
+        if search.attempt(_SCALES_FIRST):
             return search.best_flips
         found = _two_scales(core, search.best)
     work = _ROUNDED_FIRST
@@ -1994,9 +1999,12 @@ def _few_members(core: _Core, search: _Search) -> tuple[float, np.ndarray] | Non
     return None
 
 
-def _nearest_mean(core: _Core, k: int, m: np.ndarray) -> np.ndarray:
-    """The sellers `m` by how near their size is to the mean size a set of k needs."""
-    return m[np.argsort(np.abs(core.size[m] - (core.n0 - core.base) / k), kind="stable")]
+def _nearest_mean(core: _Core, k: int, m: np.ndarray, base: float | None = None
+                  ) -> np.ndarray:
+    """The sellers `m` by how near their size is to the mean size a set of k needs on top
+    of `base` (the core's when None) to reach n0."""
+    need = core.n0 - (core.base if base is None else base)
+    return m[np.argsort(np.abs(core.size[m] - need / max(k, 1)), kind="stable")]
 
 
 def _near_mean_settles(core: _Core, search: _Search, members: dict[int, np.ndarray]) -> bool:
@@ -2403,13 +2411,16 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     of coarse sellers is bounded by the continuous relaxation of the fine ones on top of
     its pool, and the sets of each number of them (:func:`_coarse_dual`), or of each pair
     of numbers of coarse and fine sellers when few (:func:`_pair_duals`), by a bound of
-    3l. The fine sellers are solved exactly, once per coarse set, on top of each bound's
-    set T (:func:`best_set`, with its pool as their base), then of the sets that swap one
-    seller of T, two, or any number and can beat the best, listed as in 3l and taken by
-    ascending bound while one can beat the best by more than ``tol`` (each listing
-    against the best set so far). A listed set's bound is the most of the dual's tangent,
-    the relaxation and the floor by numbers of fine sellers (:class:`_FineCounts`), the
-    latter two on top of its pool and computed only where the tangent leaves it open."""
+    3l. With every flip free and the fine sellers in one band, centred sets go first
+    (:func:`_centred_coarse`), with the fine sellers nearest the mean they need polished,
+    else solved; one within ``tol`` of the relaxation ends the step. The fine sellers are
+    solved exactly, once per coarse set, on top of each bound's set T (:func:`best_set`,
+    with its pool as their base), then of the sets that swap one seller of T, two, or any
+    number and can beat the best by more than ``tol`` (each listing against the best set
+    so far), listed as in 3l and taken by ascending bound. A listed set's bound is the
+    most of the dual's tangent, the relaxation and the floor by numbers of fine sellers
+    (:class:`_FineCounts`), the latter two on top of its pool and computed only where the
+    tangent leaves it open."""
     if ("3m", loss) in core.declined:
         return None
     pools = _winning_pools(core, loss)
@@ -2417,11 +2428,6 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     if split is None:
         return None
     fine, members = split
-    fill = _Fill(core, fine)
-    floors = (lambda y: fill(y)[0], _FineCounts(core, fine, pools))  # of the fine sellers
-    duals = _pair_duals(core, fine, members, pools, loss)
-    if duals is None:
-        duals = [_coarse_dual(core, fill, k, m, loss) for k, m in members.items()]
     best, chosen, solved = loss, None, set()
 
     def solve(pool: float, coarse: np.ndarray) -> None:
@@ -2433,15 +2439,29 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
         if found[0] < best:
             best, chosen = found
 
-    for dual in duals:
+    if not core.w.any() and not _scale_gaps(core.size[fine]).size:  # free flips, one band
+        for pool, coarse, kf in _centred_coarse(core, fine, members):
+            near = _nearest_mean(core, kf, fine, pool)  # the fine sellers they need, polished
+            found = _polish(core, _as_flips(core, np.concatenate([coarse, near[:kf]]))[1],
+                            near[max(kf - _EDGE, 0) : kf + _EDGE])
+            if found[0] < best:
+                best, chosen = found
+            if best <= core.tol:  # within tol of the relaxation: nothing beats it by more
+                return best, chosen
+    fill = _Fill(core, fine)
+    floors = (lambda y: fill(y)[0], _FineCounts(core, fine, pools))  # of the fine sellers
+    duals = _pair_duals(core, fine, members, pools, best)
+    if duals is None:
+        duals = [_coarse_dual(core, fill, k, m, best) for k, m in members.items()]
+    for dual in sorted(duals, key=lambda dual: dual.bound):  # the lowest bound first
         if dual.bound < best:
             pool, _, traced, _ = _swaps(core, dual, core.tol, 0)  # T alone
             if tuple(traced(0).tolist()) not in solved:
                 solve(float(pool[0]), traced(0))
     for most in (1, 2, None):  # sets that swap one seller of T, two, any number
         for share in _SHARES if most else (1.0,):  # of the slack: all, or less when too many
-            listed = [(dual, _swaps(core, dual, share * (best - dual.bound), most))
-                      for dual in duals if dual.bound < best]
+            listed = [(dual, _swaps(core, dual, share * (best - core.tol - dual.bound), most))
+                      for dual in duals if dual.bound < best - core.tol]
             if all(found is not None for _, found in listed) and (
                     sum(found[0].size for _, found in listed) <= _LISTED_SETS):
                 break
@@ -2471,6 +2491,33 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     if chosen is None:
         return np.inf, np.zeros(0, dtype=np.int64)
     return best, chosen
+
+
+def _centred_coarse(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray]
+                    ) -> list[tuple[float, np.ndarray, int]]:
+    """Step 3m with every flip free: for each number kc of coarse sellers (members[kc] those
+    a set can hold) and kf of the `fine` ones, the (pool, sellers, kf) of the kc coarse
+    sellers, consecutive by size, whose pool leaves n0 nearest the middle of the pools that
+    kf fine sellers reach on top of it, deepest inside that range first (those that leave
+    n0 outside it left out)."""
+    fine_smallest, fine_largest = _extreme_sums(core.size[fine])
+    middle = core.n0 - core.base - (fine_smallest + fine_largest) / 2  # for each kf
+    centred = []
+    for kc, m in members.items():
+        if kc > m.size:
+            continue
+        by_size = m[np.argsort(core.size[m], kind="stable")]
+        summed = np.concatenate([[0.0], np.cumsum(core.size[by_size])])
+        runs = summed[kc:] - summed[: summed.size - kc]  # nondecreasing along by_size
+        at = np.clip(np.searchsorted(runs, middle), 1, max(runs.size - 1, 1))
+        at = np.where(middle - runs[at - 1] < runs[np.minimum(at, runs.size - 1)] - middle,
+                      at - 1, np.minimum(at, runs.size - 1))
+        pools = core.base + runs[at]
+        depth = np.minimum(core.n0 - pools - fine_smallest, pools + fine_largest - core.n0)
+        centred += [(depth[kf], pools[kf], by_size[at[kf] : at[kf] + kc], kf)
+                    for kf in np.flatnonzero(depth > 0).tolist()]
+    centred.sort(key=lambda found: -found[0])
+    return [found[1:] for found in centred]
 
 
 def _scale_gaps(sizes: np.ndarray) -> np.ndarray:

@@ -1009,8 +1009,7 @@ def test_rounded_flip_tables_equal_brute_force(monkeypatch, units, noises):
     # largest flip, certify the best set (noise 0: every flip free)
     for name, value in (("_DISTINCT", 0), ("_TIES", 0), ("_LISTED_SETS", 0), ("_FEW_SETS", -1),
                         ("_GUESS_SETS", (0,)), ("_ROUNDED_FIRST", 0), ("_SCALES_FIRST", 0),
-                        ("_FREE_SCALES_FIRST", 0), ("_ROUNDED_SHARE", 0.0),
-                        ("_ROUNDED_UNITS", units)):
+                        ("_ROUNDED_SHARE", 0.0), ("_ROUNDED_UNITS", units)):
         monkeypatch.setattr(exact, name, value)
     without_count_sets(monkeypatch)
     rounds, unlimited, bound = [], unlimited_searches(monkeypatch), exact._rounded_bound
@@ -1086,7 +1085,6 @@ def test_exact_is_fast_when_near_ties_in_a_narrow_band_need_sets_inside_it(monke
     monkeypatch.setattr(exact, "_ROUNDED_UNITS", 8)  # another path: tables alone, coarse first
     monkeypatch.setattr(exact, "_ROUNDED_FIRST", 0)
     monkeypatch.setattr(exact, "_SCALES_FIRST", 0)
-    monkeypatch.setattr(exact, "_FREE_SCALES_FIRST", 0)
     for (K, sizes, prices), mask in zip(markets, chosen, strict=True):
         assert 9 <= mask.sum() <= 51 and no_better_neighbour(K, 1000.0, sizes, prices, mask)
         other = ipfl.best_import_set(K, 1000.0, sizes, prices)
@@ -1180,12 +1178,15 @@ def random_core(rng, k):
     return core_of(rng, sizes, 1000.0, float(rng.choice([1e4, 5e5, 1e8])))
 
 
-def core_of(rng, sizes, n_own, K):
-    """The core of `sizes` with prices per sample near the slope at a random pool (tied
-    exactly or to 1e-9 to 0.3), and the loss of each of its sets (rows of subsets(k))."""
+def core_of(rng, sizes, n_own, K, noise=None, fill=None):
+    """The core of `sizes` with prices per sample near the slope at pool `fill` (None: a
+    random one), tied to `noise` (None: exactly or to 1e-9 to 0.3 at random), and the loss
+    of each of its sets (rows of subsets(k))."""
     k = sizes.size
-    fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
-    noise = float(rng.choice([0.0, 1e-9, 1e-6, 1e-4, 1e-2, 0.3]))
+    if fill is None:
+        fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
+    if noise is None:
+        noise = float(rng.choice([0.0, 1e-9, 1e-6, 1e-4, 1e-2, 0.3]))
     prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
     core = exact._Core(np.sqrt(K), n_own, sizes, prices)
     members = subsets(k)
@@ -1461,6 +1462,75 @@ def test_two_scales_equal_brute_force():
                                    1.0) > 200
 
 
+def banded_free_core(rng, k):
+    """A core of k sellers, one to three of them near 3 * 10^4 and the others near 10^3 in
+    one band 1 % or 10 % wide, every flip free, n0 within 20 samples of the pool of a
+    random set, and the loss of each of its sets."""
+    coarse, band = int(rng.integers(1, 4)), 1.0 + float(rng.choice([0.01, 0.1]))
+    sizes = rng.permutation(np.concatenate([3e4 * rng.uniform(1.0, 1.01, coarse),
+                                            1e3 * rng.uniform(1.0, band, k - coarse)]))
+    n_own = float(rng.uniform(1e3, 3e4))
+    fill = n_own + sizes[rng.random(k) < 0.5].sum() + rng.uniform(-20.0, 20.0)
+    return core_of(rng, sizes, n_own, 1e12, 0.0, fill)
+
+
+def test_two_scales_with_free_flips_stop_at_a_centred_set():
+    # every flip free and the sellers below the gap in one band: the pool alone decides.
+    # For each pair of numbers of coarse and fine sellers, the coarse sellers consecutive by
+    # size whose pool leaves n0 nearest the middle of what the fine ones reach on top of it
+    # (deepest inside first), with the fine sellers nearest the mean they need, polished or
+    # else solved, often land within tol of the relaxation, where nothing can beat them
+    # by more and no bound is needed; the answer is the brute force's either way
+    rng, early, decided, duals, reached = np.random.default_rng(5), 0, 0, exact._pair_duals, []
+    for _ in range(150):
+        core, _, losses = banded_free_core(rng, int(rng.integers(8, 17)))
+        pools = exact._winning_pools(core, np.inf)
+        fine, members = exact._coarse_counts(core, pools)
+        smallest, largest = exact._extreme_sums(core.size[fine])
+        centred = exact._centred_coarse(core, fine, members)
+        depths = []
+        for pool, coarse, kf in centred:
+            kc = coarse.size
+            assert np.isin(coarse, members[kc]).all() and np.unique(coarse).size == kc
+            assert pool == pytest.approx(core.base + core.size[coarse].sum(), rel=1e-15)
+            depths.append(min(core.n0 - pool - smallest[kf], pool + largest[kf] - core.n0))
+            runs = np.sort(core.size[members[kc]])  # no other run of kc lies nearer the middle
+            runs = np.convolve(runs, np.ones(kc), "valid") if kc else np.zeros(1)
+            middle = core.n0 - core.base - (smallest[kf] + largest[kf]) / 2
+            assert abs(pool - core.base - middle) <= np.abs(runs - middle).min() + 1e-9 * pool
+        assert depths == sorted(depths, reverse=True) and all(d > 0 for d in depths)
+        limit = float(np.quantile(losses, 0.5)) + core.tol
+        del reached[:]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(exact, "_pair_duals", lambda *args: reached.append(1) or duals(*args))
+            found = exact._two_scales(core, limit)
+        if found is None:
+            continue
+        decided += 1
+        early += not reached
+        assert found[0] == pytest.approx(core.flip_loss(found[1]), abs=1e-3 * core.tol)
+        assert found[0] <= losses.min() + core.tol
+        if not reached:
+            assert found[0] <= core.tol
+    assert decided > 130 and early > 50
+
+
+def test_two_scales_settle_close_bands_with_exact_ties(monkeypatch):
+    # reals in bands 1 % wide near 10^3 and 3 * 10^4, prices per sample tied exactly (the
+    # slowest round known before): 3m listed up to 180,000 sets of swaps per buyer against
+    # a poor best set, and a buyer took 88 ms (median). Its centred sets land within tol
+    # of the relaxation at once; the answers are those found without them, within tol
+    buyers = banded_buyers([1e3, 3e4], 0.01, 0.0, 4e-8, range(0, 200, 10))
+    without_search_alone(monkeypatch)
+    chosen = within_cpu_seconds(0.5, lambda: [ipfl.best_import_set(*b) for b in buyers])
+    monkeypatch.setattr(exact, "_centred_coarse", lambda *args: [])
+    for at in (0, 7, 13):
+        K, n_own, sizes, prices = buyers[at]
+        tol = exact._Core(np.sqrt(K), n_own, sizes, prices).tol
+        expected = ipfl.import_value(*buyers[at], ipfl.best_import_set(*buyers[at]))
+        assert ipfl.import_value(*buyers[at], chosen[at]) >= expected - tol
+
+
 def test_two_scales_find_no_set_when_no_pool_can_win():
     # n0 lies halfway between what the small seller and the large one reach: no set's
     # pool is where L is below tol, so no number of large sellers can win
@@ -1567,10 +1637,9 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
     assert len(scaled) > len(buyers)
     assert {(bool(core.w.any()), bool(core.step)) for core in scaled} >= {
         (True, False), (False, False), (False, True)}  # costs; free, off and on a lattice
-    assert all(searches[-1:] == [exact._SCALES_FIRST if core.w.any() or core.step else
-                                 exact._FREE_SCALES_FIRST] for core, searches in scaled.items())
-    assert not [core for core, searches in first.items() if core not in scaled and (
-        {exact._SCALES_FIRST, exact._FREE_SCALES_FIRST} & set(searches))]
+    assert all(searches[-1:] == [exact._SCALES_FIRST] for searches in scaled.values())
+    assert not [core for core, searches in first.items()
+                if core not in scaled and exact._SCALES_FIRST in searches]
     for kind in ("3m work", "3l work"):
         work = [(id(core), str(what)) for k, core, what in events if k == kind and what]
         assert work and len(set(work)) == len(work)
@@ -2309,7 +2378,7 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
     if path == "rounded":  # and no time for the flip search
         for name, value in (("_DEPTH_SHARE", 0.0), ("_WIDE", np.inf), ("_CELLS", -1),
                             ("_ROUNDED_FIRST", 0), ("_SCALES_FIRST", 0),
-                            ("_FREE_SCALES_FIRST", 0), ("_ROUNDED_SHARE", 0.0)):
+                            ("_ROUNDED_SHARE", 0.0)):
             monkeypatch.setattr(exact, name, value)
     calls = []  # (step, its answer: None when it gave up)
 
