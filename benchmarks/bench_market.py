@@ -12,14 +12,13 @@
    (near a decimal lattice) with prices per sample tied exactly or to 1e-6, integer sizes in
    two bands near 10^3 and 10^6, real ones in two bands 1 % wide near 10^3 and 3 * 10^4 and
    in three bands 10 % wide near 10^2, 10^4 and 10^6 with prices per sample tied to 1e-6
-   (and exactly in the first: the slowest round known), and integer ones in two bands 1 %
-   wide near 10^3 and 10^6 with prices per sample tied exactly, timed next to greedy
-   clearing; a posted-price market at m = 200 with sizes over six orders of magnitude, with
-   the large models offered and with every model offered, the posted-price market without
-   heterogeneity charge (lam = 0) at m = 50, and VCG next to exact clearing at m = 200 with
-   prices per sample tied exactly and up to 30 % apart (a solve without each imported
-   seller, unless replacements or step 1's rule, run for all of a buyer's sellers at once,
-   settle it).
+   (and exactly in the first), and integer ones in two bands 1 % wide near 10^3 and 10^6
+   with prices per sample tied exactly, timed next to greedy clearing; a posted-price market
+   at m = 200 with sizes over six orders of magnitude, with the large models offered and
+   with every model offered, the posted-price market without heterogeneity charge (lam = 0)
+   at m = 50, and VCG next to exact clearing at m = 200 with prices per sample tied exactly
+   and up to 30 % apart (a solve without each imported seller, unless replacements or step
+   1's rule, run for all of a buyer's sellers at once, settle it).
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 
@@ -184,8 +183,8 @@ def tie_benchmarks() -> None:
     for label, scales, width, noise, integral in (  # (two_bands_posted: tables of bits
             ("two_close_bands m=200 sizes=U(1e3,1.01e3)|U(3e4,3.03e4)",  # beyond reach)
              [1e3, 3e4], 0.01, 1e-6, False),
-            ("two_close_bands_tied m=200 sizes=U(1e3,1.01e3)|U(3e4,3.03e4)",  # the slowest
-             [1e3, 3e4], 0.01, 0.0, False),  # round known)
+            ("two_close_bands_tied m=200 sizes=U(1e3,1.01e3)|U(3e4,3.03e4)",
+             [1e3, 3e4], 0.01, 0.0, False),
             ("three_bands m=200 sizes=U(1,1.1)*10^(2|4|6)", [1e2, 1e4, 1e6], 0.1, 1e-6, False),
             ("two_bands_posted m=200 sizes=U(1,1.01)*10^(3|6) integers",
              [1e3, 1e6], 0.01, 0.0, True)):

@@ -172,7 +172,7 @@ Why the answer is exact. g is increasing and concave, so:
       to 1e-6 or 1e-9, a round at m = 200 took about 1.7 s rather than 2.6 s with 2^16
       states first; with exact ties, 3m's centred sets settle the buyers that the search's
       polishing settled once it grew, and in bands near 10^3 and 3 * 10^4 or near 10^2, 10^4
-      and 10^6, a round took 0.3 to 0.45 s rather than 0.65 to 4.8 s with 2^14 states
+      and 10^6, a round took 0.3 to 0.55 s rather than 0.7 to 6.8 s with 2^14 states
       first; without such a gap the short search only cost time, 15 % of a round with
       sizes from 50 to 2000 and ties to 1e-6); when 3m declines, or
       without the gap, the search for 2^16 states, 3l and 3m (each declines at once at a
@@ -365,16 +365,18 @@ buyer of 10^4 samples among 199 sellers of 1 to 10^8 samples, prices per sample 
 to 1e-2, takes a few ms (up to 0.3 s before, over 20 s before 3j). Sizes in two narrow bands
 three magnitudes apart (about 10^3 and 10^6) with prices per sample tied to 1e-6 or 1e-4 are
 harder (the search largest first does not settle them, and is skipped; 3m does): a round at
-m = 200 takes about 1.2 s with ties to 1e-6 and 0.7 s with 1e-4 (46 s and 20 s before 3m,
-2.0 s and 1.4 to 2.0 s with 3j's 1024 failing nodes per buyer first). Reals in three bands
-near 10^2, 10^4 and 10^6 with ties to 1e-6: about 1.4 s for a round at m = 200 (2.5 s with
-3m after 2^16 states of the search, and one buyer ran on for over 40 s before 3m), mostly in
-the solves of the sellers near 10^2 (a band 10 % wide with near ties, about 1.5 ms each, a
-few per buyer); reals in bands 1 % wide near
-10^3 and 3 * 10^4 with ties to 1e-9 or 1e-6 about 1.7 s (2.6 s so, and a buyer ran on for
-over a minute before), and with prices per sample tied exactly about 13 to 15 s (a median
-of 88 ms per buyer and up to 0.15 s, in the flip search's polishing and in 3m), the
-slowest round known. Exact ties on
+m = 200 takes about 1.0 to 1.3 s with ties to 1e-6 and 0.7 s with 1e-4 (46 s and 20 s
+before 3m, 2.0 s and 1.4 to 2.0 s with 3j's 1024 failing nodes per buyer first). Reals in
+three bands near 10^2, 10^4 and 10^6 with ties to 1e-6: about 1.0 to 1.3 s for a round at
+m = 200 (2.5 s with 3m after 2^16 states of the search, and one buyer ran on for over 40 s
+before 3m), mostly in the solves of the sellers near 10^2 (a band 10 % wide with near ties,
+about 1.5 ms each, a few per buyer); reals in bands 1 % wide near 10^3 and 3 * 10^4 with
+ties to 1e-9 or 1e-6 about 1.0 to 1.1 s (2.6 s so, 2.0 to 2.3 s with the sets T solved in
+turn rather than by ascending bound, and a buyer ran on for over a minute before). With
+prices per sample tied exactly, 3m's centred sets settle such buyers at once: a round takes
+about 0.3 s in those close bands (13 to 15 s before, a median of 88 ms per buyer, in the
+flip search's polishing and in 3m's listings) and 0.45 to 0.5 s in the three bands (2.3 s,
+and 5.2 s with bands 1 % wide). Exact ties on
 no lattice (3g): each of 1209 buyers with 199 sellers of sizes drawn from bands 0.2 % to 40
 times wide took at most 0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such
 bands (the flip search alone takes up to 100 s, and over two minutes in some bands 1 %
