@@ -1531,6 +1531,34 @@ def test_two_scales_settle_close_bands_with_exact_ties(monkeypatch):
         assert ipfl.import_value(*buyers[at], chosen[at]) >= expected - tol
 
 
+def test_two_scales_solve_the_sets_of_the_lowest_bound_first(monkeypatch):
+    # reals in bands 1 % wide near 10^3 and 3 * 10^4, prices per sample tied to 1e-6: the
+    # set T of a bound by numbers of coarse and fine sellers is often worth its bound, so
+    # the one of the lowest bound, solved first, leaves the others nothing to win. Taken
+    # in turn, 40 buyers needed 188 solves of their fine sellers; by ascending bound 61
+    buyers = banded_buyers([1e3, 3e4], 0.01, 1e-6, 4e-8, range(0, 200, 5))
+    solves, best_set, depth = [], exact.best_set, []
+
+    def counted(*args):
+        solves.extend(depth[-1:])
+        return best_set(*args)
+
+    two_scales = exact._two_scales
+
+    def scales(core, loss):
+        depth.append(len(depth) == 0)  # True: solves of the outermost 3m
+        try:
+            return two_scales(core, loss)
+        finally:
+            depth.pop()
+
+    monkeypatch.setattr(exact, "best_set", counted)
+    monkeypatch.setattr(exact, "_two_scales", scales)
+    chosen = [ipfl.best_import_set(*buyer) for buyer in buyers]
+    assert 0 < sum(solves) <= 1.75 * len(buyers)
+    assert all(no_better_neighbour(*b, mask) for b, mask in zip(buyers, chosen, strict=True))
+
+
 def test_two_scales_find_no_set_when_no_pool_can_win():
     # n0 lies halfway between what the small seller and the large one reach: no set's
     # pool is where L is below tol, so no number of large sellers can win
