@@ -280,45 +280,48 @@ Why the answer is exact. g is increasing and concave, so:
       number), each pair gets the bound of 3l over both groups at once (the kc least v_j of
       the coarse sellers and the kf least of the fine ones), which sees the gaps between
       those clusters that the relaxation fills; it bounds the coarse sets of that pair,
-      and a coarse set is solved once, whatever pairs list it. With every flip free and
-      the fine sellers in one band (no gap of 16 among them), only the pool matters, and
-      for each such pair (kc, kf) the step first tries the kc coarse sellers consecutive
-      by size whose pool leaves n0 nearest the middle of the pools that kf fine sellers
-      reach on top of it (deepest inside first), with the kf fine sellers nearest the mean
-      size they need, polished (the best toggles of up to four of the 32 either side of
-      the kf-th): a set within ``tol`` of the relaxation ends the step, since nothing can
-      beat it by more. With bands 1 % wide near 10^3 and 3 * 10^4 and prices
-      per sample tied exactly, the bounds by pairs left up to 180,000 sets of swaps per
-      buyer to list against a poor best set and a round at m = 200 took 13 to 15 s; the
-      first centred set settles nearly every buyer, and a round takes about 0.3 s. The fine
-      sellers are solved exactly on top of each T, the lowest bound first (this solver,
-      with T's pool as their base: fewer sellers, a narrower range of sizes; T's value is
-      often its bound, and with ties to 1e-6 in those bands, taken in turn they needed 180
-      solves for 40 buyers and by ascending bound 59), then on top of the sets that swap
-      one seller of T, then two, then any number, each listed as in 3l where it can beat
-      the best set so far by more than ``tol`` and taken by ascending bound; at most 64
-      solves and 2^18 sets listed, else the step declines (at once when one or two swaps
-      list too many even within a 256th of the slack: more swaps would list more). A
-      listed set's bound is the most of the dual's tangent, h, and a floor by numbers: kf
-      fine sellers on top of pool y reach a pool between y plus the kf smallest and the kf
-      largest sizes, and cost at least their kf least c_j, so the set loses at least L at
-      the point of that range nearest n0 plus those costs, least over the kf whose range
-      meets the winning pools (a set of another kf cannot win). It sees the gaps between
-      the clusters of pools that h fills: with bands 1 % wide near 10^3 and 3 * 10^4 and K
-      a hundred times larger than below, a buyer needs 10 solves instead of 56. The two on
-      top of the pool are computed only for the sets the tangent leaves. Reals in bands
-      near 10^2, 10^4 and 10^6 with prices per sample tied to 1e-6: the best sets hold
-      about three sellers near 10^4 and must reach n0 within a fraction of a sample, which
-      the sellers near 10^2 (tens of ``tol`` each) do in many ways; the rounded tables
-      closed one side slowly and left a buyer to the flip search, which ran on for over
-      40 s, and 3m takes about 0.02 s. Reals in bands 1 % wide near 10^3 and 3 * 10^4 with
-      ties to 1e-6: n0 is reached only with some pairs of numbers, the relaxation's bound
-      stayed about 10^5 tol below the best set and the flip search ran on for over a
-      minute; the bounds by pairs settle such a buyer in about 0.02 s. Integers near 10^3
-      and 10^6, ties to 1e-6: buyers
-      near 10^6 took 0.1 to 1 s in 3j and the tables, and 3m settles them in a few ms,
-      once single and double swaps (within a sixteenth or a 256th of the slack, where the
-      full listing would be too long) have lowered the best set enough to list the rest.
+      and a coarse set is solved once, whatever pairs list it. The pairs go by ascending
+      floor (L at the point nearest n0 of the pools the pair's sets reach, plus their least
+      costs): the set T of the lowest is solved first, and a pair whose floor cannot beat
+      the best set by more than ``tol`` gets no bound (with ties to 1e-6 in the close bands
+      below, 40 buyers needed 102 such bounds rather than 236). With every flip free and the
+      fine sellers in one band (no gap of 16 among them), only the pool matters, and for
+      each such pair (kc, kf) the step first tries the kc coarse sellers consecutive by size
+      whose pool leaves n0 nearest the middle of the pools that kf fine sellers reach on top
+      of it (deepest inside first), with the kf fine sellers nearest the mean size they
+      need, polished (the best toggles of up to four of the 32 either side of the kf-th): a
+      set within ``tol`` of the relaxation ends the step, since nothing can beat it by more.
+      With bands 1 % wide near 10^3 and 3 * 10^4 and prices per sample tied exactly, the
+      bounds by pairs left up to 180,000 sets of swaps per buyer to list against a poor best
+      set and a round at m = 200 took 13 to 15 s; a centred set settles every buyer that
+      reaches the step (193 of 200), and a round takes about 0.3 s. The fine sellers are
+      solved exactly on top of each T, the lowest bound first (this solver, with T's pool as
+      their base: fewer sellers, a narrower range of sizes; T's value is often its bound,
+      and with ties to 1e-6 in those bands, taken in turn they needed 180 solves for 40
+      buyers and by ascending bound 62), then on top of the sets that swap one seller of T,
+      then two, then any number, each listed as in 3l where it can beat the best set so far
+      by more than ``tol`` and taken by ascending bound; at most 64 solves and 2^18 sets
+      listed, else the step declines (at once when one or two swaps list too many even
+      within a 256th of the slack: more swaps would list more). A listed set's bound is the
+      most of the dual's tangent, h, and a floor by numbers: kf fine sellers on top of pool
+      y reach a pool between y plus the kf smallest and the kf largest sizes, and cost at
+      least their kf least c_j, so the set loses at least L at the point of that range
+      nearest n0 plus those costs, least over the kf whose range meets the winning pools (a
+      set of another kf cannot win). It sees the gaps between the clusters of pools that h
+      fills: with bands 1 % wide near 10^3 and 3 * 10^4 and K a hundred times larger than
+      below, a buyer needs 10 solves instead of 56. The two on top of the pool are computed
+      only for the sets the tangent leaves. Reals in bands near 10^2, 10^4 and 10^6 with
+      prices per sample tied to 1e-6: the best sets hold about three sellers near 10^4 and
+      must reach n0 within a fraction of a sample, which the sellers near 10^2 (tens of
+      ``tol`` each) do in many ways; the rounded tables closed one side slowly and left a
+      buyer to the flip search, which ran on for over 40 s, and 3m takes about 0.02 s. Reals
+      in bands 1 % wide near 10^3 and 3 * 10^4 with ties to 1e-6: n0 is reached only with
+      some pairs of numbers, the relaxation's bound stayed about 10^5 tol below the best set
+      and the flip search ran on for over a minute; the bounds by pairs settle such a buyer
+      in about 0.02 s. Integers near 10^3 and 10^6, ties to 1e-6: buyers near 10^6 took 0.1
+      to 1 s in 3j and the tables, and 3m settles them in a few ms, once single and double
+      swaps (within a sixteenth or a 256th of the slack, where the full listing would be too
+      long) have lowered the best set enough to list the rest.
 
 ``tol`` is 1e-11 times the magnitude of the objective's terms (sqrt(K / n_own) plus the
 relaxation's spend), a few thousand times float64 rounding in evaluating V, so the result
@@ -2412,19 +2415,20 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
     `loss`, (inf, none) when there is none, or None when the sizes have no gap of _SCALES
     with at most _DUAL_COUNTS numbers of coarse sellers (those above it), their sets that
     can win are too many to list, or the fine sellers need over _FINE_SOLVES solves. A set
-    of coarse sellers is bounded by the continuous relaxation of the fine ones on top of
-    its pool, and the sets of each number of them (:func:`_coarse_dual`), or of each pair
-    of numbers of coarse and fine sellers when few (:func:`_pair_duals`), by a bound of
-    3l. With every flip free and the fine sellers in one band, centred sets go first
-    (:func:`_centred_coarse`), with the fine sellers nearest the mean they need, polished;
-    one within ``tol`` of the relaxation ends the step. The fine sellers are solved
-    exactly, once per coarse set, on top of each bound's set T, the lowest bound first
-    (:func:`best_set`, with its pool as their base), then of the sets that swap one
-    seller of T, two, or any number and can beat the best by more than ``tol`` (each
-    listing against the best set so far), listed as in 3l and taken by ascending bound. A
-    listed set's bound is the most of the dual's tangent, the relaxation and the floor by
-    numbers of fine sellers (:class:`_FineCounts`), the latter two on top of its pool and
-    computed only where the tangent leaves it open."""
+    of coarse sellers is bounded by the continuous relaxation of the fine ones on top of its
+    pool, and the sets of each number of them (:func:`_coarse_dual`), or of each pair of
+    numbers of coarse and fine sellers when few (:func:`_pair_dual`, by ascending
+    :func:`_pair_floors`: the T of the lowest goes first, and pairs whose floor cannot win
+    get no bound), by a bound of 3l. With every flip free and the fine sellers in one band,
+    centred sets go first (:func:`_centred_coarse`), with the fine sellers nearest the mean
+    they need, polished; one within ``tol`` of the relaxation ends the step. The fine
+    sellers are solved exactly, once per coarse set, on top of each bound's set T, the
+    lowest bound first (:func:`best_set`, with its pool as their base), then of the sets
+    that swap one seller of T, two, or any number and can beat the best by more than ``tol``
+    (each listing against the best set so far), listed as in 3l and taken by ascending
+    bound. A listed set's bound is the most of the dual's tangent, the relaxation and the
+    floor by numbers of fine sellers (:class:`_FineCounts`), the latter two on top of its
+    pool and computed only where the tangent leaves it open."""
     if ("3m", loss) in core.declined:
         return None
     pools = _winning_pools(core, loss)
@@ -2452,16 +2456,28 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
                 best, chosen = found
             if best <= core.tol:  # within tol of the relaxation: nothing beats it by more
                 return best, chosen
-    fill = _Fill(core, fine)
-    floors = (lambda y: fill(y)[0], _FineCounts(core, fine, pools))  # of the fine sellers
-    duals = _pair_duals(core, fine, members, pools, best)
-    if duals is None:
-        duals = [_coarse_dual(core, fill, k, m, best) for k, m in members.items()]
-    for dual in sorted(duals, key=lambda dual: dual.bound):  # the lowest bound first
+    def solve_t(dual: _CountDual) -> None:
+        """Offer the set T of `dual` when its bound can beat the best."""
         if dual.bound < best:
             pool, _, traced, _ = _swaps(core, dual, core.tol, 0)  # T alone
             if tuple(traced(0).tolist()) not in solved:
                 solve(float(pool[0]), traced(0))
+
+    fill = _Fill(core, fine)
+    floors = (lambda y: fill(y)[0], _FineCounts(core, fine, pools))  # of the fine sellers
+    pairs = _count_pairs(core, fine, members, pools)
+    if len(pairs) <= _DUAL_COUNTS:  # the pair of the lowest floor first: its T is offered
+        duals, floored = [], _pair_floors(core, fine, members, pairs)  # before the others
+        for at in np.argsort(floored, kind="stable"):  # whose floors can still win
+            if floored[at] >= best - core.tol:
+                break
+            duals.append(_pair_dual(core, fine, members, pools, best, pairs[at]))
+            if len(duals) == 1:
+                solve_t(duals[0])
+    else:
+        duals = [_coarse_dual(core, fill, k, m, best) for k, m in members.items()]
+    for dual in sorted(duals, key=lambda dual: dual.bound):  # the lowest bound first
+        solve_t(dual)
     for most in (1, 2, None):  # sets that swap one seller of T, two, any number
         for share in _SHARES if most else (1.0,):  # of the slack: all, or less when too many
             listed = [(dual, _swaps(core, dual, share * (best - core.tol - dual.bound), most))
@@ -2537,24 +2553,37 @@ def _moved_bound(dual: _CountDual, pools: np.ndarray, paid: np.ndarray) -> np.nd
     return dual.bound + v - v[0]
 
 
-def _pair_duals(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray],
-                pools: tuple[float, float], loss: float) -> list[_CountDual] | None:
-    """For each pair (kc, kf) of :func:`_count_pairs` (sets with their pools within
-    `pools`, those where L is below `loss`), the bound of 3l over both groups at once (the
-    kc least v_j of the coarse sellers members[kc] and the kf least of the `fine` ones), as
-    a bound on the sets of kc coarse sellers; None when the pairs number over
-    _DUAL_COUNTS."""
-    pairs = _count_pairs(core, fine, members, pools)
-    if len(pairs) > _DUAL_COUNTS:
-        return None
+def _pair_dual(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray],
+               pools: tuple[float, float], loss: float, pair: tuple[int, int]) -> _CountDual:
+    """For the pair (kc, kf) of numbers of coarse and `fine` sellers (the coarse ones of
+    members[kc]; sets with their pools within `pools`), the bound of 3l over both groups at
+    once (the kc least v_j of the coarse sellers and the kf least of the fine ones), as a
+    bound on the sets of kc coarse sellers; it stops once it reaches `loss`."""
+    (kc, kf), m = pair, members[pair[0]]
     costs, spent = _member_costs(core), _r_costs(core)
-    duals = []
-    for kc, kf in pairs:
-        m = members[kc]
-        groups = [(core.size[m], costs[m], kc), (core.size[fine], costs[fine], kf)]
-        mu, bound = _dual_of_count(core, groups, pools, loss - spent)
-        duals.append(_CountDual(kc, m, mu, spent + bound))
-    return duals
+    groups = [(core.size[m], costs[m], kc), (core.size[fine], costs[fine], kf)]
+    mu, bound = _dual_of_count(core, groups, pools, loss - spent)
+    return _CountDual(kc, m, mu, spent + bound)
+
+
+def _pair_floors(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray],
+                 pairs: list[tuple[int, int]]) -> np.ndarray:
+    """For each pair (kc, kf), a floor on the loss of its sets: kc coarse sellers of
+    members[kc] and kf `fine` ones reach a pool between their smallest and their largest
+    sizes summed, and cost at least their kc and kf least costs as members, so such a set
+    loses at least L at the point of that range nearest n0 (L is convex) plus those costs
+    (and R's)."""
+    costs, spent = _member_costs(core), _r_costs(core)
+    fine_sums = _extreme_sums(core.size[fine])
+    fine_costs = np.concatenate([[0.0], np.cumsum(np.sort(costs[fine]))])
+    floors = np.empty(len(pairs))
+    for at, (kc, kf) in enumerate(pairs):
+        smallest, largest = (float(x[kc] + y[kf]) for x, y in zip(
+            _extreme_sums(core.size[members[kc]]), fine_sums, strict=True))
+        nearest = min(max(core.n0, core.base + smallest), core.base + largest)
+        floors[at] = (float(core.loss(nearest)) + float(np.sort(costs[members[kc]])[:kc].sum())
+                      + float(fine_costs[kf]) + spent)
+    return floors
 
 
 def _count_pairs(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray],

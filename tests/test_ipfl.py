@@ -1435,23 +1435,24 @@ def test_coarse_bounds_hold_every_set_of_their_number_of_coarse_sellers(seed, k,
 @given(st.integers(0, 2**32 - 1), st.integers(2, 12), st.floats(0.0, 1.0))
 def test_pair_bounds_hold_every_set_of_their_numbers_of_coarse_and_fine_sellers(seed, k, rank):
     # step 3m with few numbers of fine sellers: no set whose loss is below the limit loses
-    # less than the bound for its numbers of coarse and of fine sellers, and none has
-    # another pair of them
+    # less than the bound for its numbers of coarse and of fine sellers, or than their
+    # floor, and none has another pair of them
     core, members, losses, limit = core_and_limit(scaled_core, seed, k, rank)
     pools = exact._winning_pools(core, limit)
     split = exact._coarse_counts(core, pools)
-    duals = None if split is None else exact._pair_duals(core, *split, pools, limit)
-    if duals is None:
+    pairs = [] if split is None else exact._count_pairs(core, *split, pools)
+    if not pairs or len(pairs) > exact._DUAL_COUNTS:
         return
-    pairs = exact._count_pairs(core, *split, pools)
-    bounds = {pair: dual.bound for pair, dual in zip(pairs, duals, strict=True)}
+    bounds = {pair: exact._pair_dual(core, *split, pools, limit, pair).bound for pair in pairs}
+    floors = dict(zip(pairs, exact._pair_floors(core, *split, pairs), strict=True))
     fine = np.zeros(k, dtype=bool)
     fine[split[0]] = True
     below = losses < limit
-    counts = zip((members[below] & ~fine).sum(axis=1).tolist(),
-                 (members[below] & fine).sum(axis=1).tolist(), strict=True)
-    held = np.array([bounds.get(pair, np.inf) for pair in counts])
-    assert (losses[below] >= held - 1e-3 * core.tol).all()
+    counts = list(zip((members[below] & ~fine).sum(axis=1).tolist(),
+                      (members[below] & fine).sum(axis=1).tolist(), strict=True))
+    for by_pair in (bounds, floors):
+        held = np.array([by_pair.get(pair, np.inf) for pair in counts])
+        assert (losses[below] >= held - 1e-3 * core.tol).all()
 
 
 def test_two_scales_equal_brute_force():
@@ -1481,7 +1482,7 @@ def test_two_scales_with_free_flips_stop_at_a_centred_set():
     # (deepest inside first), with the fine sellers nearest the mean they need, polished or
     # else solved, often land within tol of the relaxation, where nothing can beat them
     # by more and no bound is needed; the answer is the brute force's either way
-    rng, early, decided, duals, reached = np.random.default_rng(5), 0, 0, exact._pair_duals, []
+    rng, early, decided, pairs, reached = np.random.default_rng(5), 0, 0, exact._count_pairs, []
     for _ in range(150):
         core, _, losses = banded_free_core(rng, int(rng.integers(8, 17)))
         pools = exact._winning_pools(core, np.inf)
@@ -1502,7 +1503,7 @@ def test_two_scales_with_free_flips_stop_at_a_centred_set():
         limit = float(np.quantile(losses, 0.5)) + core.tol
         del reached[:]
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(exact, "_pair_duals", lambda *args: reached.append(1) or duals(*args))
+            patch.setattr(exact, "_count_pairs", lambda *args: reached.append(1) or pairs(*args))
             found = exact._two_scales(core, limit)
         if found is None:
             continue
@@ -1647,8 +1648,8 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
         return call
 
     monkeypatch.setattr(exact, "_two_scales", recorded("3m", exact._two_scales))
-    monkeypatch.setattr(exact, "_pair_duals", recorded(  # (after the split's quick checks)
-        "3m work", exact._pair_duals, lambda args, found: args[4]))
+    monkeypatch.setattr(exact, "_count_pairs", recorded(  # (after the split's quick checks)
+        "3m work", exact._count_pairs, lambda args, found: args[3]))
     monkeypatch.setattr(exact, "_count_duals", recorded(
         "3l work", exact._count_duals, lambda args, found: found and args[1]))
     attempt = exact._Search.attempt
