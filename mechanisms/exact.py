@@ -374,7 +374,7 @@ three bands near 10^2, 10^4 and 10^6 with ties to 1e-6: about 1.0 to 1.3 s for a
 m = 200 (2.5 s with 3m after 2^16 states of the search, and one buyer ran on for over 40 s
 before 3m), mostly in the solves of the sellers near 10^2 (a band 10 % wide with near ties,
 about 1.5 ms each, a few per buyer); reals in bands 1 % wide near 10^3 and 3 * 10^4 with
-ties to 1e-9 or 1e-6 about 1.0 to 1.1 s (2.6 s so, 2.0 to 2.3 s with the sets T solved in
+ties to 1e-9 or 1e-6 about 0.9 to 1.1 s (2.6 s so, 2.0 to 2.3 s with the sets T solved in
 turn rather than by ascending bound, and a buyer ran on for over a minute before). With
 prices per sample tied exactly, 3m's centred sets settle such buyers at once: a round takes
 about 0.3 s in those close bands (13 to 15 s before, a median of 88 ms per buyer, in the
