@@ -2456,6 +2456,7 @@ def _two_scales(core: _Core, loss: float) -> tuple[float, np.ndarray] | None:
                 best, chosen = found
             if best <= core.tol:  # within tol of the relaxation: nothing beats it by more
                 return best, chosen
+
     def solve_t(dual: _CountDual) -> None:
         """Offer the set T of `dual` when its bound can beat the best."""
         if dual.bound < best:
