@@ -172,7 +172,7 @@ Why the answer is exact. g is increasing and concave, so:
       to 1e-6 or 1e-9, a round at m = 200 took about 1.7 s rather than 2.6 s with 2^16
       states first; with exact ties, 3m's centred sets settle the buyers that the search's
       polishing settled once it grew, and in bands near 10^3 and 3 * 10^4 or near 10^2, 10^4
-      and 10^6, a round took 0.3 to 0.55 s rather than 0.7 to 6.8 s with 2^14 states
+      and 10^6, a round took 0.3 to 0.55 s rather than 0.7 to 6.2 s with 2^14 states
       first; without such a gap the short search only cost time, 15 % of a round with
       sizes from 50 to 2000 and ties to 1e-6); when 3m declines, or
       without the gap, the search for 2^16 states, 3l and 3m (each declines at once at a

@@ -1622,7 +1622,7 @@ def test_rounded_tables_try_two_scales_after_a_short_search_and_steps_once_per_l
     # after a flip search of 65536 states, they took 1.25 s of CPU (0.18 s the slowest);
     # after 1024, 0.3 s. With exact ties, in three bands near 10^2, 10^4 and 10^6 or on a
     # lattice (integers near 10^3 and 10^6 at a posted price per sample), after 1024 too:
-    # 3m's centred sets settle ties (rounds in such bands took 0.7 to 6.8 s after 2^14 and
+    # 3m's centred sets settle ties (rounds in such bands took 0.7 to 6.2 s after 2^14 and
     # 0.3 to 0.55 s after 1024; on the lattice 0.92 to 1.1 s and 0.42 to 0.58 s). Steps 3l
     # and 3m do their
     # work at most once per loss: where the search did not lower it, they declined again
