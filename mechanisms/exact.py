@@ -383,8 +383,8 @@ and 5.2 s with bands 1 % wide). Over 80 markets of two or three bands near 10 to
 or 10 % wide, with exact ties or ties to 1e-9, 1e-6 or 1e-3, of reals or integers, a round
 at m = 200 took 0.07 to 2.0 s (one run each), at most 0.91 s with exact ties; of the 16 over
 a second, all but one had ties to 1e-9 or 1e-6. Exact ties on no lattice (3g): each of 1209
-buyers with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most 0.03
-s, and a round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone
+buyers with 199 sellers of sizes drawn from bands 0.2 % to 40 times wide took at most
+0.03 s, and a round at m = 200 takes about 0.3 to 0.9 s in such bands (the flip search alone
 takes up to 100 s, and over two minutes in some bands 1 % wide). Above 2^15 states the
 search continues depth-first over halves, so memory stays bounded while the answer stays
 exact.
