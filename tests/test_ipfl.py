@@ -216,6 +216,21 @@ def all_subset_values(K, n_own, sizes, prices):
     return ipfl.gain(K, n_own, n_own + members @ sizes) - members @ prices
 
 
+def near_slope_prices(rng, sqrt_k, fill, sizes, noise):
+    """Prices of `sizes` at g's slope at pool `fill` per sample (0.5 sqrt_k fill^-1.5), each
+    off by up to `noise` relative (drawn from rng)."""
+    return 0.5 * sqrt_k * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, sizes.size))
+
+
+def near_slope_buyer(rng, m, noise):
+    """A buyer among m sellers of 50 to 2000 samples priced near the slope at a random pool:
+    (K, n_own, sizes, prices)."""
+    sizes = rng.uniform(50, 2000, m)
+    K, n_own = 5e5 * rng.uniform(0.5, 2), float(rng.uniform(50, 2000))
+    fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
+    return K, n_own, sizes, near_slope_prices(rng, np.sqrt(K), fill, sizes, noise)
+
+
 def lattice_best(K, n_own, sizes, prices, unit):
     """Exact optimum for sizes that are multiples of `unit`: the cheapest set for every
     reachable total (a 0/1 knapsack table), then the best total. Returns (value, total)."""
@@ -368,10 +383,7 @@ def test_settled_sellers_keep_their_place_in_every_best_set(m, noise, known, see
     # step 1's last rule, with no set known to the caller or the best one: every set that
     # turns a settled seller around is worth less than the best set
     rng = np.random.default_rng(seed)
-    sizes = rng.uniform(50, 2000, m)
-    K, n_own = 5e5 * rng.uniform(0.5, 2), float(rng.uniform(50, 2000))
-    fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
-    prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, m))
+    K, n_own, sizes, prices = near_slope_buyer(rng, m, noise)
     values, members = all_subset_values(K, n_own, sizes, prices), subsets(m)
     floor = values.max() - np.sqrt(K / n_own) if known else -np.inf
     into, out = (mask[0] for mask in exact._settled(float(np.sqrt(K)), n_own, sizes, prices,
@@ -390,10 +402,7 @@ def test_values_without_equal_brute_force(m, noise, most_open, seed):
     # some ask a price per sample so small that its pool at slope overflows (taken fully,
     # without warnings)
     rng = np.random.default_rng(seed)
-    sizes = rng.uniform(50, 2000, m)
-    K, n_own = 5e5 * rng.uniform(0.5, 2), float(rng.uniform(50, 2000))
-    fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
-    prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, m))
+    K, n_own, sizes, prices = near_slope_buyer(rng, m, noise)
     prices[rng.random(m) < 0.15] *= rng.choice([0.0, -1.0, 1e-310])
     values, members = all_subset_values(K, n_own, sizes, prices), subsets(m)
     best = np.array([values[~members[:, j]].max() for j in range(m)])
@@ -432,7 +441,7 @@ def test_turned_relaxations_equal_the_relaxation_redone(m, noise, integral, seed
     sizes = np.rint(sizes) if integral else sizes
     sqrt_k, base = float(rng.uniform(1, 1e4)), float(rng.uniform(10, 1000))
     fill = base + rng.uniform(0.0, 1.2) * sizes.sum()
-    prices = 0.5 * sqrt_k * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, m))
+    prices = near_slope_prices(rng, sqrt_k, fill, sizes, noise)
     for dropped in (None, np.arange(m)):
         taken, turned, known, spent = exact._turned_relaxations(sqrt_k, base, sizes, prices,
                                                                 dropped)
@@ -578,9 +587,7 @@ def test_flip_table_equals_brute_force(monkeypatch, small):
         sizes = rng.integers(1, 300, k) * rng.choice([1.0, 0.5, 0.125])
         n_own = float(rng.choice([1.0, 100.0, 1e4]))
         fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
-        per_sample = 0.5 * np.sqrt(5e5) * fill**-1.5 * (1 + rng.choice([0, 1e-6, 0.3]) *
-                                                         rng.uniform(-1, 1, k))
-        prices = per_sample * sizes
+        prices = near_slope_prices(rng, np.sqrt(5e5), fill, sizes, rng.choice([0, 1e-6, 0.3]))
         chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
         got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
         assert got == pytest.approx(all_subset_values(5e5, n_own, sizes, prices).max(), rel=1e-9)
@@ -673,7 +680,7 @@ def test_flip_table_ranges_hold_every_set_that_can_win(noise):
         sizes = np.round(sizes, 1)
         n_own = float(rng.choice([1.0, 100.0, 1e4]))
         fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
-        prices = 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+        prices = near_slope_prices(rng, np.sqrt(5e5), fill, sizes, noise)
         core = lattice_core(np.sqrt(5e5), n_own, sizes, prices)
         if not core.step:  # sizes of 0.1: the decimal lattice
             core.step = exact._decimal_lattice(sizes)
@@ -954,7 +961,7 @@ def test_costly_flips_off_every_lattice_equal_brute_force(monkeypatch, listed_se
         n_own, K = float(rng.choice([1.0, 100.0, 1e4])), float(rng.choice([1e3, 5e5, 1e8]))
         fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
         noise = float(rng.choice([1e-9, 1e-6, 1e-3]))
-        prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+        prices = near_slope_prices(rng, np.sqrt(K), fill, sizes, noise)
         chosen = ipfl.best_import_set(K, n_own, sizes, prices)
         got = ipfl.import_value(K, n_own, sizes, prices, chosen)
         best = all_subset_values(K, n_own, sizes, prices).max()
@@ -1023,7 +1030,7 @@ def test_rounded_flip_tables_equal_brute_force(monkeypatch, units, noises):
         n_own, K = float(rng.choice([1.0, 100.0, 1e4])), float(rng.choice([1e3, 5e5, 1e8]))
         fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
         noise = float(rng.choice(noises))
-        prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+        prices = near_slope_prices(rng, np.sqrt(K), fill, sizes, noise)
         chosen = ipfl.best_import_set(K, n_own, sizes, prices)
         got = ipfl.import_value(K, n_own, sizes, prices, chosen)
         best = all_subset_values(K, n_own, sizes, prices).max()
@@ -1042,8 +1049,7 @@ def test_flips_that_together_cost_a_quarter_of_tol_count_as_exact_ties():
         sizes = 1000.0 * rng.uniform(1.0, 1.01, k)
         n_own, K = 100.0, float(rng.choice([1e4, 5e5]))
         fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
-        prices = (0.5 * np.sqrt(K) * fill**-1.5 * sizes
-                  * (1 + 10 ** rng.uniform(-15, -7) * rng.uniform(-1, 1, k)))
+        prices = near_slope_prices(rng, np.sqrt(K), fill, sizes, 10 ** rng.uniform(-15, -7))
         core = exact._Core(np.sqrt(K), n_own, sizes, prices)
         costs = np.where(core.in_r, core.r * sizes - prices, prices - core.r * sizes)
         costs = costs[costs > 16 * np.finfo(float).eps * (prices + core.r * sizes)]
@@ -1113,7 +1119,7 @@ def test_polish_reports_the_loss_of_the_set_it_returns(seed, k, noise):
     sizes = rng.uniform(1000, 1010, k) if rng.random() < 0.5 else rng.integers(1, 50, k) * 1.0
     n_own = 1000.0
     fill = n_own + rng.uniform(0.2, 0.8) * sizes.sum()
-    prices = 0.5 * np.sqrt(5e5) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+    prices = near_slope_prices(rng, np.sqrt(5e5), fill, sizes, noise)
     core = exact._Core(np.sqrt(5e5), n_own, sizes, prices)
     flips = np.flatnonzero(rng.random(k) < 0.3)
     candidates = np.sort(rng.choice(k, int(rng.integers(1, k + 1)), replace=False))
@@ -1187,7 +1193,7 @@ def core_of(rng, sizes, n_own, K, noise=None, fill=None):
         fill = n_own + rng.uniform(0.0, 1.0) * sizes.sum()
     if noise is None:
         noise = float(rng.choice([0.0, 1e-9, 1e-6, 1e-4, 1e-2, 0.3]))
-    prices = 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise * rng.uniform(-1, 1, k))
+    prices = near_slope_prices(rng, np.sqrt(K), fill, sizes, noise)
     core = exact._Core(np.sqrt(K), n_own, sizes, prices)
     members = subsets(k)
     return core, members, core.loss(n_own + members @ sizes) + (members ^ core.in_r) @ core.w
@@ -2364,8 +2370,8 @@ def tied_over_eleven_magnitudes(seed: int, k: int):
     sizes = 10 ** rng.uniform(-3, 8, k)
     n_own, K = float(10 ** rng.uniform(0, 4)), float(10 ** rng.uniform(0, 12))
     fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
-    noise = rng.choice([1e-9, 1e-6, 1e-3, 0.3]) * rng.uniform(-1, 1, k)
-    return K, n_own, sizes, 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise)
+    return K, n_own, sizes, near_slope_prices(rng, np.sqrt(K), fill, sizes,
+                                              rng.choice([1e-9, 1e-6, 1e-3, 0.3]))
 
 
 def sizes_over_eight_magnitudes(seed: int):
@@ -2376,8 +2382,8 @@ def sizes_over_eight_magnitudes(seed: int):
     sizes = np.rint(10 ** rng.uniform(0, 8, 199))
     n_own, K = 1e4, 1e12
     fill = n_own + rng.uniform(0.01, 0.2) * sizes.sum()
-    noise = 10 ** rng.uniform(-6, -2) * rng.uniform(-1, 1, 199)
-    return K, n_own, sizes, 0.5 * np.sqrt(K) * fill**-1.5 * sizes * (1 + noise)
+    return K, n_own, sizes, near_slope_prices(rng, np.sqrt(K), fill, sizes,
+                                              10 ** rng.uniform(-6, -2))
 
 
 def test_exact_is_fast_with_sizes_over_eight_magnitudes(monkeypatch):
@@ -2427,9 +2433,8 @@ def test_large_flip_tables_on_a_lattice_equal_brute_force(monkeypatch, path):
         sizes = np.rint(10 ** rng.uniform(0, rng.choice([2.0, 5.0]), k)) * rng.choice([1.0, 0.5])
         n_own = float(rng.choice([1.0, 1e3, 1e6]))
         fill = n_own + rng.uniform(0.0, 1.2) * sizes.sum()
-        per_sample = 0.5 * np.sqrt(5e5) * fill**-1.5 * (1 + rng.choice([1e-6, 1e-3, 0.3]) *
-                                                         rng.uniform(-1, 1, k))
-        prices = per_sample * sizes
+        prices = near_slope_prices(rng, np.sqrt(5e5), fill, sizes,
+                                   rng.choice([1e-6, 1e-3, 0.3]))
         chosen = ipfl.best_import_set(5e5, n_own, sizes, prices)
         got = ipfl.import_value(5e5, n_own, sizes, prices, chosen)
         tol = exact.TOL_REL * (np.sqrt(5e5 / n_own) + prices.sum())  # at least the solver's
