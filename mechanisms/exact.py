@@ -2580,13 +2580,15 @@ def _pair_floors(core: _Core, fine: np.ndarray, members: dict[int, np.ndarray],
     costs, spent = _member_costs(core), _r_costs(core)
     fine_sums = _extreme_sums(core.size[fine])
     fine_costs = np.concatenate([[0.0], np.cumsum(np.sort(costs[fine]))])
+    coarse = {kc: (_extreme_sums(core.size[members[kc]]),  # once per number kc
+                   float(np.sort(costs[members[kc]])[:kc].sum()))
+              for kc in dict.fromkeys(kc for kc, _ in pairs)}
     floors = np.empty(len(pairs))
     for at, (kc, kf) in enumerate(pairs):
-        smallest, largest = (float(x[kc] + y[kf]) for x, y in zip(
-            _extreme_sums(core.size[members[kc]]), fine_sums, strict=True))
+        sums, least = coarse[kc]
+        smallest, largest = (float(x[kc] + y[kf]) for x, y in zip(sums, fine_sums, strict=True))
         nearest = min(max(core.n0, core.base + smallest), core.base + largest)
-        floors[at] = (float(core.loss(nearest)) + float(np.sort(costs[members[kc]])[:kc].sum())
-                      + float(fine_costs[kf]) + spent)
+        floors[at] = float(core.loss(nearest)) + least + float(fine_costs[kf]) + spent
     return floors
 
 
