@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 _BISECTION_STEPS = 200
 _REPLACED_FROM = 8  # best sets this large first try replacements for each member
+_SOLVED_BETWEEN = 8  # problems without a member solved between runs of step 1's rule
 
 
 def gain(K, n_own, n_total):
@@ -162,17 +163,19 @@ def _buyer(K, n_own, sizes, prices) -> tuple[float, float, np.ndarray, np.ndarra
 
 
 def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.ndarray:
-    """For each member j of `chosen`, a best import set (ascending j): the value
-    G(S) - sum_{j in S} price_j of the best import set without j, at most that of `chosen`.
+    """For each member j of `chosen` (ascending j): the value G(S) - sum_{j in S} price_j
+    of the best import set without j, at most that of `chosen`.
 
     Step 1's last rule of :mod:`mechanisms.exact`, run for all members at once, settles the
-    sellers of each problem without j, and the few it leaves undecided are enumerated.
-    Where more are left, in a set of _REPLACED_FROM members or more, a set that drops j and
-    toggles at most two other sellers (those whose pool change lies nearest j's size)
-    settles j when it is worth within tol of `chosen` (with prices per sample tied exactly,
-    one nearly always is); otherwise the problem is solved exactly, the best of those sets'
-    value letting step 1 settle more of its sellers. Used by VCG for every buyer's
-    externality on each of its sellers."""
+    sellers of each problem without j, and the few it leaves undecided are enumerated. The
+    rule settles more the better the sets known without each j. In a set of _REPLACED_FROM
+    members or more, those left first get the sets that drop j and toggle at most two other
+    sellers (those whose pool change lies nearest j's size), which settle j when worth within
+    tol of `chosen` (with prices per sample tied exactly, one nearly always is). The problems
+    still left are solved exactly, _SOLVED_BETWEEN at a time, those with the best set known
+    first, each over the sellers the rule left undecided; the best set S found without j
+    gives every other member j' of S the set S + j - j', and the rule runs again for all
+    problems left. Used by VCG for every buyer's externality on each of its sellers."""
     K, n_own, sizes, prices = _buyer(K, n_own, sizes, prices)
     chosen = np.asarray(chosen, dtype=bool)
     if chosen.shape != sizes.shape:
@@ -180,19 +183,44 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     best = import_value(K, n_own, sizes, prices, chosen)
     tol = exact.TOL_REL * np.sqrt(K / n_own)
     sqrt_k, members = float(np.sqrt(K)), np.flatnonzero(chosen)
-    values = np.minimum(exact.values_without(sqrt_k, n_own, sizes, prices, members), best)
-    unsettled = np.flatnonzero(np.isnan(values))
-    near = (exact.replacement_values(sqrt_k, n_own, sizes, prices, chosen)[unsettled]
-            if unsettled.size and members.size >= _REPLACED_FROM
-            else np.full(unsettled.size, -np.inf))
-    values[unsettled] = np.minimum(near, best)
-    for i, floor in zip(unsettled, near, strict=True):
-        if floor < best - tol:
-            rest = np.arange(sizes.size) != members[i]
-            without = exact.best_set(sqrt_k, n_own, sizes[rest], prices[rest],
-                                     floor - np.sqrt(K / n_own))
-            values[i] = min(import_value(K, n_own, sizes[rest], prices[rest], without), best)
+    floors = np.full(members.size, -np.inf)  # the best value known without each member
+    replaced = members.size < _REPLACED_FROM  # whether replacements were tried (or skipped)
+    values = np.full(members.size, np.nan)
+    left = np.arange(members.size)
+    while left.size:
+        found, into, open_ = exact.values_without(sqrt_k, n_own, sizes, prices, members[left],
+                                                  floors[left])
+        near = np.isnan(found) & (floors[left] >= best - tol)
+        values[left] = np.minimum(np.where(near, floors[left], found), best)
+        kept = np.flatnonzero(np.isnan(values[left]))
+        kept = kept[np.argsort(-floors[left[kept]], kind="stable")]  # best known sets first
+        left, into, open_ = left[kept], into[kept], open_[kept]
+        if not replaced and left.size:
+            floors = exact.replacement_values(sqrt_k, n_own, sizes, prices, chosen)
+            replaced = True
+            continue
+        solved = slice(_SOLVED_BETWEEN)
+        for i, sure, undecided in zip(left[solved].tolist(), into[solved], open_[solved],
+                                      strict=True):
+            without = sure.copy()
+            without[undecided] = exact.best_set(
+                sqrt_k, n_own + sizes[sure].sum(), sizes[undecided], prices[undecided],
+                floors[i] - np.sqrt(K / n_own) + prices[sure].sum())
+            values[i] = min(import_value(K, n_own, sizes, prices, without), best)
+            swapped = without[members]  # the members j' of S, each given S + j - j'
+            floors[swapped] = np.maximum(floors[swapped], _swapped_values(
+                sqrt_k, n_own, sizes, prices, without, members[i], members[swapped]))
+        left = left[_SOLVED_BETWEEN:]
     return values
+
+
+def _swapped_values(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.ndarray,
+                    chosen: np.ndarray, added: int, dropped: np.ndarray) -> np.ndarray:
+    """The values G - p of the set `chosen` with seller `added` taken and each of `dropped`
+    (members of it) left out in turn."""
+    pool = sizes[chosen].sum() + sizes[added] - sizes[dropped]
+    paid = prices[chosen].sum() + prices[added] - prices[dropped]
+    return exact.marginal(sqrt_k, n_own, pool) - paid
 
 
 def exact_graph(N, K, tau, allowed=None) -> np.ndarray:

@@ -394,27 +394,35 @@ def test_settled_sellers_keep_their_place_in_every_best_set(m, noise, known, see
 
 @settings(max_examples=100, deadline=None)
 @given(st.integers(1, 11), st.sampled_from([0.0, 1e-3, 1e-2, 0.3]),
-       st.sampled_from([0, 8, 11]), st.integers(0, 2**32 - 1))
-def test_values_without_equal_brute_force(m, noise, most_open, seed):
+       st.sampled_from([0, 8, 11]), st.booleans(), st.integers(0, 2**32 - 1))
+def test_values_without_equal_brute_force(m, noise, most_open, known, seed):
     # the best value without each seller, where step 1's last rule over all those problems
     # leaves at most _OPEN sellers undecided (every problem, when _OPEN >= m - 1), NaN
     # elsewhere and for a seller paid to be imported; some sellers are, some are free, and
     # some ask a price per sample so small that its pool at slope overflows (taken fully,
-    # without warnings)
+    # without warnings). Each problem's best set takes the sellers settled in and no seller
+    # but those and the undecided ones, also when the best values are known (`known`)
     rng = np.random.default_rng(seed)
     K, n_own, sizes, prices = near_slope_buyer(rng, m, noise)
     prices[rng.random(m) < 0.15] *= rng.choice([0.0, -1.0, 1e-310])
     values, members = all_subset_values(K, n_own, sizes, prices), subsets(m)
     best = np.array([values[~members[:, j]].max() for j in range(m)])
+    floors = best if known else None
     with mock.patch.object(exact, "_OPEN", most_open), np.errstate(divide="raise", over="raise",
                                                                    invalid="raise"):
-        got = exact.values_without(float(np.sqrt(K)), n_own, sizes, prices, np.arange(m))
+        got, into, open_ = exact.values_without(float(np.sqrt(K)), n_own, sizes, prices,
+                                                np.arange(m), floors)
     assert np.isnan(got[prices <= 0]).all()
     if most_open >= m - 1:
         assert not np.isnan(got[prices > 0]).any()
     solved = ~np.isnan(got)
     np.testing.assert_allclose(got[solved], best[solved], rtol=1e-9,
                                atol=1e-11 * np.sqrt(K / n_own))
+    assert not (into & open_).any() and not (into | open_)[np.arange(m), np.arange(m)].any()
+    for j in range(m):
+        kept = members[:, into[j]].all(axis=1) & ~members[:, ~(into[j] | open_[j])].any(axis=1)
+        assert values[kept].max() == pytest.approx(best[j], rel=1e-9,
+                                                   abs=1e-11 * np.sqrt(K / n_own))
 
 
 def relaxation_redone(sqrt_k, pool, spent, sizes, prices):
@@ -490,6 +498,25 @@ def test_best_values_without_are_fast_when_prices_per_sample_differ():
     values = within_cpu_seconds(0.3, lambda: [ipfl.best_values_without(*p) for p in problems])
     assert problems[0][-1].sum() > 100
     assert_solved_again(*problems[0], values[0], slice(None, None, 20))
+
+
+@pytest.mark.parametrize(("noise", "most"), [(1e-2, 20), (1e-3, 60)])
+def test_best_values_without_solve_few_problems_when_prices_per_sample_are_close(noise, most):
+    # about 118 imports per buyer, prices per sample 1 % or 0.1 % apart: step 1's last rule
+    # leaves too many sellers of most problems without one member; the best sets solved
+    # without one member give the others sets that let the rule settle more, so fewer
+    # problems are solved (50 and 100 per buyer when each got only its replacements)
+    N, cost, K, D, lam = proportional_market(200, 1e-5, noise, seed=11)
+    solves = []
+    best_set = exact.best_set
+    for i in (0, 1, 2):
+        sizes, prices = np.delete(N, i), np.delete(cost, i)
+        chosen = ipfl.best_import_set(K[i], N[i], sizes, prices)
+        with mock.patch.object(exact, "best_set", wraps=best_set) as solve:
+            values = ipfl.best_values_without(K[i], N[i], sizes, prices, chosen)
+        solves.append(solve.call_count)
+        assert_solved_again(K[i], N[i], sizes, prices, chosen, values, slice(i, None, 16))
+    assert chosen.sum() > 100 and sum(solves) <= 3 * most
 
 
 def assert_solved_again(K, n_own, sizes, prices, chosen, values, picked):
