@@ -18,7 +18,9 @@
    with every model offered, the posted-price market without heterogeneity charge (lam = 0)
    at m = 50, and VCG next to exact clearing at m = 200 with prices per sample tied exactly,
    up to 1 % apart and up to 30 % apart (a solve without each imported seller, unless
-   replacements or step 1's rule, run for all of a buyer's sellers at once, settle it).
+   replacements or step 1's rule, run for all of a buyer's sellers at once, settle it), and
+   with integer sizes and prices per sample tied to 1e-6 (one flip table shared by a
+   buyer's problems without one seller).
 3. pFedGraph's graph at m = 50: exact simplex projection vs. the reference's per-row QP with
    cvxpy, asserting agreement to 1e-6. The speedup is printed last.
 
@@ -226,6 +228,12 @@ def tie_benchmarks() -> None:
         t_exact = best_of(partial(ipfl.clear_exact, *market), 3)
         print(f"{label} vcg_seconds={t_vcg:.4f} clear_exact_seconds={t_exact:.4f} "
               f"vcg_over_exact={t_vcg / t_exact:.1f}")
+    N, cost, K, D, lam = tied_market(200, 1e-5, 1e-6, seed=11)  # sample counts: integers
+    market = np.rint(N), cost, K, D, lam
+    t_vcg = best_of(partial(payments.vcg, *market), 1)
+    t_exact = best_of(partial(ipfl.clear_exact, *market), 3)
+    print(f"vcg_integer_sizes m=200 cost=1e-5*N*(1+1e-6*U(-1,1)) vcg_seconds={t_vcg:.4f} "
+          f"clear_exact_seconds={t_exact:.4f} vcg_over_exact={t_vcg / t_exact:.1f}")
 
 
 def main() -> None:

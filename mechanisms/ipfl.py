@@ -171,8 +171,10 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     rule settles more the better the sets known without each j. In a set of _REPLACED_FROM
     members or more, those left first get the sets that drop j and toggle at most two other
     sellers (those whose pool change lies nearest j's size), which settle j when worth within
-    tol of `chosen` (with prices per sample tied exactly, one nearly always is). The problems
-    still left are solved exactly, _SOLVED_BETWEEN at a time, those with the best set known
+    tol of `chosen` (with prices per sample tied exactly, one nearly always is), and then,
+    with sizes on a lattice, one flip table shared by all of them settles most (see
+    :func:`mechanisms.exact.table_values_without`). The problems still left are solved
+    exactly, _SOLVED_BETWEEN at a time, those with the best set known
     first, each over the sellers the rule left undecided; the best set S found without j
     gives every other member j' of S the set S + j - j', and the rule runs again for all
     problems left. Used by VCG for every buyer's externality on each of its sellers."""
@@ -198,6 +200,10 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
         if not replaced and left.size:
             floors = exact.replacement_values(sqrt_k, n_own, sizes, prices, chosen)
             replaced = True
+            shared = exact.table_values_without(sqrt_k, n_own, sizes, prices, members[left],
+                                                floors[left])
+            values[left] = np.minimum(shared, best)
+            left = left[np.isnan(shared)]
             continue
         solved = slice(_SOLVED_BETWEEN)
         for i, sure, undecided in zip(left[solved].tolist(), into[solved], open_[solved],

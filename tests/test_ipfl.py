@@ -425,6 +425,54 @@ def test_values_without_equal_brute_force(m, noise, most_open, known, seed):
                                                    abs=1e-11 * np.sqrt(K / n_own))
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 12), st.sampled_from([0.0, 1e-6, 1e-3, 0.3]), st.sampled_from([1.0, 0.25]),
+       st.booleans(), st.integers(0, 2**32 - 1))
+def test_shared_table_values_without_equal_brute_force(m, noise, unit, known, seed):
+    # one flip table for all problems without one seller: where it gives a value, it is
+    # the best without that seller; the sets known without each are the best one (`known`)
+    # or the best set with the seller left out; some sellers are free
+    rng = np.random.default_rng(seed)
+    K, n_own, sizes, prices = near_slope_buyer(rng, m, noise)
+    sizes = np.maximum(np.rint(sizes / 100 / unit), 1) * unit
+    prices[rng.random(m) < 0.1] *= -1.0
+    values, members = all_subset_values(K, n_own, sizes, prices), subsets(m)
+    best = np.array([values[~members[:, j]].max() for j in range(m)])
+    top = members[np.argmax(values)]
+    floors = best if known else values[[np.flatnonzero((members == top & (np.arange(m) != j))
+                                                       .all(axis=1))[0] for j in range(m)]]
+    got = exact.table_values_without(float(np.sqrt(K)), n_own, sizes, prices, np.arange(m),
+                                     floors)
+    solved = ~np.isnan(got)
+    np.testing.assert_allclose(got[solved], best[solved], rtol=1e-9,
+                               atol=1e-11 * np.sqrt(K / n_own))
+    assert np.isnan(got[prices <= 0]).all()
+
+
+def test_shared_table_settles_the_problems_without_each_seller_of_integer_sizes():
+    # about 119 imports per buyer at m = 200, integer sizes, prices per sample tied to 1e-6
+    # or 1e-3: one table settles nearly every problem without one member (each was solved
+    # again, about 1 ms apiece); sizes on no lattice get none
+    for noise in (1e-6, 1e-3):
+        N, cost, K, D, lam = proportional_market(200, 1e-5, noise, seed=11)
+        N = np.rint(N)
+        sizes, prices = N[1:], cost[1:]
+        chosen = ipfl.best_import_set(K[0], N[0], sizes, prices)
+        sqrt_k, members = float(np.sqrt(K[0])), np.flatnonzero(chosen)
+        floors = exact.replacement_values(sqrt_k, N[0], sizes, prices, chosen)
+        got = exact.table_values_without(sqrt_k, N[0], sizes, prices, members, floors)
+        assert members.size > 100 and np.isnan(got).sum() <= 8
+        tol = 1e-11 * np.sqrt(K[0] / N[0])
+        for pos, value in list(zip(members, got, strict=True))[::10]:
+            rest = np.arange(sizes.size) != pos
+            without = ipfl.best_import_set(K[0], N[0], sizes[rest], prices[rest])
+            solved = ipfl.import_value(K[0], N[0], sizes[rest], prices[rest], without)
+            assert np.isnan(value) or value == pytest.approx(solved, abs=tol)
+        real = exact.table_values_without(sqrt_k, N[0], sizes + 0.1 * np.pi, prices, members,
+                                          floors)
+        assert np.isnan(real).all()
+
+
 def relaxation_redone(sqrt_k, pool, spent, sizes, prices):
     """The continuous relaxation from `pool` after spending `spent`, one seller at a time:
     by ascending price per sample, each taken whole while g' at the pool with it stays at
