@@ -16,20 +16,19 @@ Why the answer is exact. g is increasing and concave, so:
    falls to each price increases, so the prefix taken fully moves to where that difference
    passes the seller's size (either sign). Where that value stays below a known set by more
    than tol / 4 (the relaxation's full sellers with or without the next one, or a set the
-   caller knows: for VCG, the best one known without a seller), no set that turns the
-   seller around can be best, and it keeps the relaxation's decision. With prices per
-   sample 0.1 % to 30 % apart, this leaves one or two of 199 sellers (the depth-first
-   search of 3a used to walk the others). When all prices per sample lie within 0.1 % of
-   each other it is skipped: it settles few sellers there, and the flip costs of 3b already
-   rule out the others. VCG needs the
-   best value without each member of a best set: the rule runs for all those problems at
-   once (the seller dropped keeps its place in the order with size and price 0, which
-   changes no relaxation, so each row only shifts the pools after it), and where it leaves
-   at most 8 sellers undecided, every subset of them is tried on top of the sellers settled
-   in. With about 118 imports per buyer at m = 200 and prices per sample 30 % apart, that
-   settles all 23,595 such problems (a VCG round took about 5.8 s solving each and takes
-   0.5 to 0.7 s). With them closer, the rule settles more the better the sets known
-   without each seller: each problem solved (over the sellers the rule left undecided)
+   caller knows: for VCG, the best one known without a seller), no set that turns the seller
+   around can be best, and it keeps the relaxation's decision. With prices per sample 0.1 %
+   to 30 % apart, this leaves one or two of 199 sellers (the depth-first search of 3a used
+   to walk the others). When all prices per sample lie within 0.1 % of each other it is
+   skipped: it settles few sellers there, and the flip costs of 3b already rule out the
+   others. VCG needs the best value without each member of a best set: the rule runs for all
+   those problems at once (the seller dropped keeps its place in the order with size and
+   price 0, which changes no relaxation, so each row only shifts the pools after it), and
+   where it leaves at most 8 sellers undecided, every subset of them is tried on top of the
+   sellers settled in. With about 118 imports per buyer at m = 200 and prices per sample
+   30 % apart, that settles all 23,595 such problems (a VCG round took about 5.8 s solving
+   each and takes 0.5 to 0.7 s). With them closer, the rule settles more the better the sets
+   known without each seller: each problem solved (over the sellers the rule left undecided)
    gives every other member j' of its best set S the set S with the seller dropped taken
    back and j' left out, and the rule runs again for the problems left (see
    :func:`mechanisms.ipfl.best_values_without`). With 1 % apart, 12 % of the problems are

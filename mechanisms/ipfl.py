@@ -170,14 +170,14 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     sellers of each problem without j, and the few it leaves undecided are enumerated. The
     rule settles more the better the sets known without each j. In a set of _REPLACED_FROM
     members or more, those left first get the sets that drop j and toggle at most two other
-    sellers (those whose pool change lies nearest j's size), which settle j when worth within
-    tol of `chosen` (with prices per sample tied exactly, one nearly always is), and then,
-    with sizes on a lattice, one flip table shared by all of them settles most (see
+    sellers (those whose pool change lies nearest j's size), which settle j when worth
+    within tol of `chosen` (with prices per sample tied exactly, one nearly always is), and
+    then, with sizes on a lattice, one flip table shared by all of them settles most (see
     :func:`mechanisms.exact.table_values_without`). The problems still left are solved
-    exactly, _SOLVED_BETWEEN at a time, those with the best set known
-    first, each over the sellers the rule left undecided; the best set S found without j
-    gives every other member j' of S the set S + j - j', and the rule runs again for all
-    problems left. Used by VCG for every buyer's externality on each of its sellers."""
+    exactly, _SOLVED_BETWEEN at a time, those with the best set known first, each over the
+    sellers the rule left undecided; the best set S found without j gives every other member
+    j' of S the set S + j - j', and the rule runs again for all problems left. Used by VCG
+    for every buyer's externality on each of its sellers."""
     K, n_own, sizes, prices = _buyer(K, n_own, sizes, prices)
     chosen = np.asarray(chosen, dtype=bool)
     if chosen.shape != sizes.shape:
