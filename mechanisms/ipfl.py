@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 _BISECTION_STEPS = 200
 _REPLACED_FROM = 8  # best sets this large first try replacements for each member
 _SOLVED_BETWEEN = 8  # problems without a member solved between runs of step 1's rule
+_SHARED_FROM = 8  # this many problems without a member left share one flip table
 
 
 def gain(K, n_own, n_total):
@@ -172,12 +173,12 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
     members or more, those left first get the sets that drop j and toggle at most two other
     sellers (those whose pool change lies nearest j's size), which settle j when worth
     within tol of `chosen` (with prices per sample tied exactly, one nearly always is), and
-    then, with sizes on a lattice, one flip table shared by all of them settles most (see
-    :func:`mechanisms.exact.table_values_without`). The problems still left are solved
-    exactly, _SOLVED_BETWEEN at a time, those with the best set known first, each over the
-    sellers the rule left undecided; the best set S found without j gives every other member
-    j' of S the set S + j - j', and the rule runs again for all problems left. Used by VCG
-    for every buyer's externality on each of its sellers."""
+    then, with sizes on a lattice and _SHARED_FROM of them left, one flip table shared by
+    all of them settles most (see :func:`mechanisms.exact.table_values_without`). The
+    problems still left are solved exactly, _SOLVED_BETWEEN at a time, those with the best
+    set known first, each over the sellers the rule left undecided; the best set S found
+    without j gives every other member j' of S the set S + j - j', and the rule runs again
+    for all problems left. Used by VCG for every buyer's externality on each of its sellers."""
     K, n_own, sizes, prices = _buyer(K, n_own, sizes, prices)
     chosen = np.asarray(chosen, dtype=bool)
     if chosen.shape != sizes.shape:
@@ -200,10 +201,14 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
         if not replaced and left.size:
             floors = exact.replacement_values(sqrt_k, n_own, sizes, prices, chosen)
             replaced = True
-            shared = exact.table_values_without(sqrt_k, n_own, sizes, prices, members[left],
-                                                floors[left])
-            values[left] = np.minimum(shared, best)
-            left = left[np.isnan(shared)]
+            near = floors[left] >= best - tol
+            values[left[near]] = np.minimum(floors[left[near]], best)
+            left = left[~near]
+            if left.size >= _SHARED_FROM:
+                shared = exact.table_values_without(sqrt_k, n_own, sizes, prices, members[left],
+                                                    floors[left])
+                values[left] = np.minimum(shared, best)
+                left = left[np.isnan(shared)]
             continue
         solved = slice(_SOLVED_BETWEEN)
         for i, sure, undecided in zip(left[solved].tolist(), into[solved], open_[solved],
