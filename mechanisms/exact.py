@@ -426,6 +426,7 @@ _BLOCK = 16  # depths whose rows of the depth-first relaxation are built at once
 _WALK = 4  # the depth-first relaxation walks this many sellers before it bisects a row
 _OPEN = 8  # VCG: problems without a seller that step 1 leaves this few sellers are enumerated
 _SHARED_CELLS = 1 << 22  # VCG: largest flip table shared by a buyer's problems without a seller
+_SHARED_SCAN = 1 << 20  # and most pools of those problems it scans (final pools x problems)
 _NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
 _HALF = 10  # sellers per side of the first meet-in-the-middle search
 _TIED_LEFT, _PAIRED, _ATTEMPTS = 12, 120, 4  # ties: 12 sellers' subsets against pairs of 120
@@ -766,7 +767,7 @@ def table_values_without(sqrt_k: float, n_own: float, sizes: np.ndarray, prices:
     low, high = _pools_within(core, budget, core.base, core.n0 + float(s.sum()))
     first = int(np.floor((low - core.n_r) / step)) - 1
     width = int(np.ceil((high - core.n_r) / step)) + 1 - first  # each problem's final pools
-    if rows.size * (width + 1) > _SHARED_CELLS:
+    if rows.size * (width + 1) > _SHARED_SCAN:
         return values
     plan = _ranged(core, budget, pools=(core.base + shifts[1], np.inf), shifts=shifts)
     if plan.cells > _SHARED_CELLS:
