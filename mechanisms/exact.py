@@ -41,9 +41,11 @@ Why the answer is exact. g is increasing and concave, so:
    does not flip j as well. The sets known without each seller bound the costs and pools
    the table must hold. With integer sizes and prices per sample tied to 1e-6 to 1 %, it
    settles all but about two of a buyer's 119 problems, and a VCG round takes about 1.7 to
-   2.3 s instead of 8 to 24 s. Sizes off every binary lattice but near a decimal one (a tenth
-   of them reported 1.3 times the true ones, say) are moved onto it, as in 3f: with prices
-   per sample tied to 1e-6, a buyer's problems took about 116 ms and take about 9 ms.
+   2.3 s instead of 8 to 24 s. Sizes off every binary lattice but near a decimal one (some
+   of them reported 1.3 times the true ones, say) are moved onto it, as in 3f; a table of
+   over 2^22 cells keeps one bit per cell, and the sets are traced from those bits. With a
+   tenth, half or all of the sizes reported 1.3 times integers and prices per sample tied
+   to 1e-6, a buyer's problems took 100 to 160 ms and take 10 to 15 ms.
 2. The rest (the core) is decomposed around the continuous relaxation: fill by ascending
    price per sample q_j = p_j / s_j until the slope g'(n) falls to the next ratio; it stops
    at pool n0 with slope r = g'(n0), having taken the set R fully. Every q_j <= r in R and
@@ -427,7 +429,7 @@ _BANDED = 16  # unless this many sizes lie on each side of a gap of _SCALES (ban
 _BLOCK = 16  # depths whose rows of the depth-first relaxation are built at once
 _WALK = 4  # the depth-first relaxation walks this many sellers before it bisects a row
 _OPEN = 8  # VCG: problems without a seller that step 1 leaves this few sellers are enumerated
-_SHARED_CELLS = 1 << 22  # VCG: largest flip table shared by a buyer's problems without a seller
+_SHARED_CELLS = 1 << 25  # VCG: largest flip table shared by a buyer's problems without a seller
 _SHARED_SCAN = 1 << 20  # and most pools of those problems it scans (final pools x problems)
 _NEAR, _TIES = 1e-3, 16  # this many sellers within 0.1 % of the relaxation's price: flips
 _HALF = 10  # sellers per side of the first meet-in-the-middle search
@@ -3147,8 +3149,9 @@ def _table_trace(table: _Table, at: int) -> np.ndarray:
 
 
 def _table_traces(table: _Table, at: np.ndarray, count: int) -> np.ndarray:
-    """The flips of the cheapest sets at the indices `at` of a table that keeps its sums
-    (not packed), all traced at once: a bool mask (at.size, count) over the core sellers."""
+    """The flips of the cheapest sets at the indices `at` of the table, all traced at once
+    (as :func:`_table_trace` does one): a bool mask (at.size, count) over the core
+    sellers."""
     runs, flips = table.runs, np.zeros((at.size, count), dtype=bool)
     value, rows = table.cheapest[at].astype(np.int64), np.arange(at.size)
     for i in range(len(runs) - 1, -1, -1):
@@ -3160,8 +3163,11 @@ def _table_traces(table: _Table, at: np.ndarray, count: int) -> np.ndarray:
                 continue
             x = at - run.firsts[j]
             inside = (x >= 0) & (x < run.lengths[j])
-            via = table.kept[run.offsets[j] + np.where(inside, x, 0)]
-            taken = inside & (via == value)
+            x = np.where(inside, x, 0)
+            if table.packed:  # where the sums through the flip won
+                taken = inside & (run.won[j][x >> 3] >> (7 - (x & 7)) & 1).astype(bool)
+            else:  # the cheapest cost came through this flip
+                taken = inside & (table.kept[run.offsets[j] + x] == value)
             flips[rows[taken], run.items[j]] = True
             at = at - run.moves[j] * taken
             value = value - run.costs[j] * taken

@@ -427,12 +427,14 @@ def test_values_without_equal_brute_force(m, noise, most_open, known, seed):
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(2, 12), st.sampled_from([0.0, 1e-6, 1e-3, 0.3]),
-       st.sampled_from([1.0, 0.25, 1.3]), st.booleans(), st.integers(0, 2**32 - 1))
-def test_shared_table_values_without_equal_brute_force(m, noise, unit, known, seed):
+       st.sampled_from([1.0, 0.25, 1.3]), st.booleans(), st.booleans(),
+       st.integers(0, 2**32 - 1))
+def test_shared_table_values_without_equal_brute_force(m, noise, unit, known, packed, seed):
     # one flip table for all problems without one seller: where it gives a value, it is
     # the best without that seller; the sets known without each are the best one (`known`)
     # or the best set with the seller left out; some sellers are free, and sizes reported
-    # 1.3 times integers lie on a decimal lattice only
+    # 1.3 times integers lie on a decimal lattice only; `packed`: the table keeps one bit
+    # per cell (as beyond _LOOSE_CELLS), and the sets are traced from those bits
     rng = np.random.default_rng(seed)
     K, n_own, sizes, prices = near_slope_buyer(rng, m, noise)
     sizes = np.maximum(np.rint(sizes / 100 / unit), 1) * unit
@@ -442,8 +444,9 @@ def test_shared_table_values_without_equal_brute_force(m, noise, unit, known, se
     top = members[np.argmax(values)]
     floors = best if known else values[[np.flatnonzero((members == top & (np.arange(m) != j))
                                                        .all(axis=1))[0] for j in range(m)]]
-    got = exact.table_values_without(float(np.sqrt(K)), n_own, sizes, prices, np.arange(m),
-                                     floors)
+    with mock.patch.object(exact, "_LOOSE_CELLS", 0 if packed else exact._LOOSE_CELLS):
+        got = exact.table_values_without(float(np.sqrt(K)), n_own, sizes, prices,
+                                         np.arange(m), floors)
     solved = ~np.isnan(got)
     np.testing.assert_allclose(got[solved], best[solved], rtol=1e-9,
                                atol=1e-11 * np.sqrt(K / n_own))
