@@ -720,9 +720,12 @@ def values_without(sqrt_k: float, n_own: float, sizes: np.ndarray, prices: np.nd
     known = -np.inf if floors is None else floors[rows] - sqrt_k / math.sqrt(n_own) + paid_free
     with np.errstate(divide="ignore", over="ignore"):  # q near 0: taken fully at any pool
         taken, out = _settled(sqrt_k, n_own + x_free, s, p, known, dropped)
-    into[rows[:, None], np.flatnonzero(~free)] = taken
-    open_[rows[:, None], np.flatnonzero(~free)] = ~(taken | out)
-    undecided = open_[rows][:, ~free]
+    undecided = ~(taken | out)
+    if rows.size == members.size:  # (no member is free: whole rows)
+        into[:, ~free], open_[:, ~free] = taken, undecided
+    else:
+        into[rows[:, None], np.flatnonzero(~free)] = taken
+        open_[rows[:, None], np.flatnonzero(~free)] = undecided
     few = np.flatnonzero(undecided.sum(axis=1) <= _OPEN)
     if not few.size:
         return values, into, open_

@@ -203,13 +203,13 @@ def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.nda
             replaced = True
             near = floors[left] >= best - tol
             values[left[near]] = np.minimum(floors[left[near]], best)
-            left = left[~near]
-            if left.size >= _SHARED_FROM:
+            left, into, open_ = left[~near], into[~near], open_[~near]
+            if left.size >= _SHARED_FROM:  # else they are solved at once
                 shared = exact.table_values_without(sqrt_k, n_own, sizes, prices, members[left],
                                                     floors[left])
                 values[left] = np.minimum(shared, best)
                 left = left[np.isnan(shared)]
-            continue
+                continue
         solved = slice(_SOLVED_BETWEEN)
         for i, sure, undecided in zip(left[solved].tolist(), into[solved], open_[solved],
                                       strict=True):
