@@ -32,20 +32,20 @@ Why the answer is exact. g is increasing and concave, so:
    gives every other member j' of its best set S the set S with the seller dropped taken
    back and j' left out, and the rule runs again for the problems left (see
    :func:`mechanisms.ipfl.best_values_without`). With 1 % apart, 12 % of the problems are
-   solved (38 % when each had only its best replacement: a round took 7.5 s and takes
-   2.9 s), and with 0.1 % apart 41 % (84 %: 18.6 s to 7.7 s). Sizes on a lattice (sample
-   counts are integers) share one flip table (3d) over all sellers: where the relaxation
-   takes j fully, a set without j flips j and others F, and loses w_j plus L at pool
-   n_r - s_j + x_F plus F's costs; the cheapest F for every pool change gives every such
-   problem a bound at once, and the set of the least total, traced back, is best when F
-   does not flip j as well. The sets known without each seller bound the costs and pools
-   the table must hold. With integer sizes and prices per sample tied to 1e-6 to 1 %, it
-   settles all but about two of a buyer's 119 problems, and a VCG round takes about 1.7 to
-   2.3 s instead of 8 to 24 s. Sizes off every binary lattice but near a decimal one (some
-   of them reported 1.3 times the true ones, say) are moved onto it, as in 3f; a table of
-   over 2^22 cells keeps one bit per cell, and the sets are traced from those bits. With a
-   tenth, half or all of the sizes reported 1.3 times integers and prices per sample tied
-   to 1e-6, a buyer's problems took 100 to 160 ms and take 10 to 15 ms.
+   solved (38 % when each had only its best replacement: a round took 7.5 to 7.7 s and
+   takes 2.3 to 2.9 s), and with 0.1 % apart 41 % (84 %: 18.6 to 22 s, now 7.0 to 7.7 s).
+   Sizes on a lattice (sample counts are integers) share one flip table (3d) over all
+   sellers: where the relaxation takes j fully, a set without j flips j and others F, and
+   loses w_j plus L at pool n_r - s_j + x_F plus F's costs; the cheapest F for every pool
+   change gives every such problem a bound at once, and the set of the least total, traced
+   back, is best when F does not flip j as well. The sets known without each seller bound
+   the costs and pools the table must hold. With integer sizes and prices per sample tied to
+   1e-6 to 1 %, it settles all but about two of a buyer's 119 problems, and a VCG round
+   takes about 1.7 to 2.3 s instead of 8 to 24 s. Sizes off every binary lattice but near a
+   decimal one (some of them reported 1.3 times the true ones, say) are moved onto it, as in
+   3f; a table of over 2^22 cells keeps one bit per cell, and the sets are traced from those
+   bits. With a tenth, half or all of the sizes reported 1.3 times integers and prices per
+   sample tied to 1e-6, a buyer's problems took 100 to 160 ms and take 10 to 15 ms.
 2. The rest (the core) is decomposed around the continuous relaxation: fill by ascending
    price per sample q_j = p_j / s_j until the slope g'(n) falls to the next ratio; it stops
    at pool n0 with slope r = g'(n0), having taken the set R fully. Every q_j <= r in R and
