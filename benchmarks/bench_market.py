@@ -220,20 +220,18 @@ def tie_benchmarks() -> None:
         f"posted_lam0 m={m} seconds={t_posted:.4f} ipfl_seconds={t_ipfl:.4f} "
         f"posted_over_ipfl={t_posted / t_ipfl:.1f}"
     )
-    for label, noise, repeats in (("vcg_tied m=200 cost=1e-5*N", 0.0, 3),
-                                  ("vcg_near m=200 cost=1e-5*N*(1+0.01*U(-1,1))", 0.01, 1),
-                                  ("vcg_noisy m=200 cost=1e-5*N*(1+0.3*U(-1,1))", 0.3, 1)):
-        market = tied_market(200, 1e-5, noise, seed=11)  # about 117 imports per buyer
+    N, *rest = tied_market(200, 1e-5, 1e-6, seed=11)  # sample counts are integers
+    for label, market, repeats in (  # about 117 imports per buyer
+            ("vcg_tied m=200 cost=1e-5*N", tied_market(200, 1e-5, 0.0, seed=11), 3),
+            ("vcg_near m=200 cost=1e-5*N*(1+0.01*U(-1,1))",
+             tied_market(200, 1e-5, 0.01, seed=11), 1),
+            ("vcg_noisy m=200 cost=1e-5*N*(1+0.3*U(-1,1))",
+             tied_market(200, 1e-5, 0.3, seed=11), 1),
+            ("vcg_integer_sizes m=200 cost=1e-5*N*(1+1e-6*U(-1,1))", (np.rint(N), *rest), 1)):
         t_vcg = best_of(partial(payments.vcg, *market), repeats)
         t_exact = best_of(partial(ipfl.clear_exact, *market), 3)
         print(f"{label} vcg_seconds={t_vcg:.4f} clear_exact_seconds={t_exact:.4f} "
               f"vcg_over_exact={t_vcg / t_exact:.1f}")
-    N, cost, K, D, lam = tied_market(200, 1e-5, 1e-6, seed=11)  # sample counts: integers
-    market = np.rint(N), cost, K, D, lam
-    t_vcg = best_of(partial(payments.vcg, *market), 1)
-    t_exact = best_of(partial(ipfl.clear_exact, *market), 3)
-    print(f"vcg_integer_sizes m=200 cost=1e-5*N*(1+1e-6*U(-1,1)) vcg_seconds={t_vcg:.4f} "
-          f"clear_exact_seconds={t_exact:.4f} vcg_over_exact={t_vcg / t_exact:.1f}")
 
 
 def main() -> None:
