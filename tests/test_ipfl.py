@@ -196,6 +196,97 @@ def test_exact_equals_brute_force_at_twelve():
             assert got == pytest.approx(best, rel=1e-10)
 
 
+SIZE_KINDS = ("reals", "integers", "narrow integers", "narrow reals", "two bands",
+              "three bands", "two integer bands", "heavy tails", "misreported x1.3",
+              "misreported at random", "float32", "three sizes")
+
+
+def sizes_of_kind(rng, kind, m):
+    """m data sizes of one of SIZE_KINDS, which lead best_set down different paths."""
+    if kind == "reals":
+        return rng.uniform(50, 2000, m)
+    if kind == "integers":
+        return rng.integers(50, 2000, m).astype(float)
+    if kind == "narrow integers":
+        return rng.integers(1000, 1100, m).astype(float)
+    if kind == "narrow reals":
+        return rng.uniform(1000, 1010, m)
+    if kind == "two bands":
+        return rng.choice([1e3, 3e4], m) * rng.uniform(1, 1.01, m)
+    if kind == "three bands":
+        return rng.choice([1e2, 1e4, 1e6], m) * rng.uniform(1, 1.1, m)
+    if kind == "two integer bands":
+        return np.rint(rng.choice([1e3, 1e6], m) * rng.uniform(1, 1.01, m))
+    if kind == "heavy tails":
+        return np.rint(10 ** rng.uniform(1, 7, m))
+    if kind == "misreported x1.3":
+        sizes = rng.integers(50, 2000, m).astype(float)
+        sizes[rng.random(m) < rng.uniform(0.05, 1)] *= 1.3
+        return sizes
+    if kind == "misreported at random":
+        sizes = rng.integers(1000, 1100, m).astype(float)
+        sizes[rng.choice(m, rng.integers(1, 33), replace=False)] *= rng.uniform(0.5, 2)
+        return sizes
+    if kind == "float32":
+        return (rng.integers(500, 601, m) / 1000).astype(np.float32).astype(float)
+    return rng.choice(rng.integers(50, 2000, 3).astype(float), m)
+
+
+def buyer_of_kind(kind, noise, seed, m=199):
+    """(sqrt_k, n_own, sizes, prices): sizes of `kind`, prices 1e-5 per sample off by up to
+    `noise` (relative), and K such that the continuous relaxation takes a random share of
+    the sellers' data (g' falls to 1e-5 there)."""
+    rng = np.random.default_rng([seed, SIZE_KINDS.index(kind), round(noise * 1e9)])
+    sizes = sizes_of_kind(rng, kind, m)
+    prices = sizes * 1e-5 * (1 + noise * rng.uniform(-1, 1, m))
+    n_own = float(rng.choice(sizes)) * rng.uniform(0.5, 2)
+    n0 = n_own + rng.uniform(0.05, 0.95) * sizes.sum()
+    return float(2e-5 * n0**1.5), n_own, sizes, prices
+
+
+def loss_of(sqrt_k, n_own, sizes, prices, picked):
+    """The loss L + W of step 2 of :mod:`mechanisms.exact` of the set `picked`, and tol."""
+    core = exact._Core(sqrt_k, n_own, sizes, prices)
+    return core.flip_loss(np.flatnonzero(picked ^ core.in_r)), core.tol
+
+
+def test_exact_equals_the_plain_flip_search_at_two_hundred():
+    """At m = 199, beyond brute force, best_set's set is as good (within tol) as that of the
+    flip search of step 3b run alone over all sellers, on every buyer where that search ends
+    within 2^17 states (52 of 72): sizes of twelve kinds, prices per sample tied exactly, to
+    1e-6 or to 1 %. Those buyers take steps 3c to 3g, 3i, 3k, 3l, 3m or the depth-first
+    search."""
+    checked = 0
+    for kind in SIZE_KINDS:
+        for noise in (0.0, 1e-6, 1e-2):
+            for seed in range(2):
+                buyer = buyer_of_kind(kind, noise, seed)
+                loss, tol = loss_of(*buyer, exact.best_set(*buyer))
+                core = exact._Core(*buyer)
+                core.step = exact._lattice(core.size)
+                search = exact._Search(core)
+                search.first_state()
+                if search.attempt(1 << 17):
+                    checked += 1
+                    assert abs(loss - search.best) <= tol, (kind, noise, seed)
+    assert checked >= 40
+
+
+def test_two_scales_and_rounded_tables_agree_on_bands_magnitudes_apart(monkeypatch):
+    """Sizes in bands magnitudes apart (m = 40, 100 and 199), where the flip search alone
+    seldom ends: best_set with step 3m (split at a gap of _SCALES) and without it (3i's
+    rounded tables, or the depth-first search) find sets of the same loss, within tol."""
+    for kind in ("two bands", "three bands", "two integer bands", "heavy tails"):
+        for noise in (0.0, 1e-9, 1e-6, 1e-2):
+            for m in (40, 100, 199):
+                buyer = buyer_of_kind(kind, noise, seed=m, m=m)
+                split, tol = loss_of(*buyer, exact.best_set(*buyer))
+                with monkeypatch.context() as patch:
+                    patch.setattr(exact, "_SCALES", np.inf)
+                    whole, _ = loss_of(*buyer, exact.best_set(*buyer))
+                assert abs(split - whole) <= tol, (kind, noise, m)
+
+
 def test_exact_is_fast_at_two_hundred():
     rng = np.random.default_rng(200)
     N, cost, K, D, lam = random_market(rng, 200)
