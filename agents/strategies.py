@@ -22,6 +22,8 @@ from agents.attacks import ATTACKS, FAKE_SELLERS, make_attack
 Upload = Callable[..., np.ndarray]
 
 DEFAULT_GRID = (0.5, 1.0, 2.0)
+FACTORS = (1e-3, 1e3)  # report factors allowed: reports stay within the market's size range
+_FACTOR_RANGE = f"[{FACTORS[0]:g}, {FACTORS[1]:g}]"
 
 
 @dataclass(frozen=True)
@@ -260,17 +262,17 @@ def strategy_problems(name: str, params: Mapping[str, Any]) -> list[str]:
         return [f"strategy={name!r}: allowed one of {', '.join(STRATEGY_CLASSES)}"]
     problems: list[str] = []
 
-    def positive(key: str) -> None:
+    def factor(key: str) -> None:
         value = params.get(key, 1.0)
-        if not (_is_real(value) and value > 0):
-            problems.append(f"{key}={value!r}: allowed a number > 0")
+        if not _is_factor(value):
+            problems.append(f"{key}={value!r}: allowed a number in {_FACTOR_RANGE}")
 
     if name == "truthful" and params:
         problems.append(f"unexpected parameters {sorted(params)} (truthful takes none)")
     elif name == "misreport":
         _unknown(params, {"n_factor", "cost_factor"}, problems)
-        positive("n_factor")
-        positive("cost_factor")
+        factor("n_factor")
+        factor("cost_factor")
     elif name == "free_rider":
         kind = params.get("kind", "plain")
         if kind not in ATTACKS:
@@ -288,8 +290,9 @@ def strategy_problems(name: str, params: Mapping[str, Any]) -> list[str]:
         _unknown(params, {"grid", "dimension", "algorithm", "epsilon", "gamma"}, problems)
         grid = params.get("grid", DEFAULT_GRID)
         if not (isinstance(grid, list | tuple) and grid
-                and all(_is_real(x) and x > 0 for x in grid)):
-            problems.append(f"grid={grid!r}: allowed a non-empty list of numbers > 0")
+                and all(_is_factor(x) for x in grid)):
+            problems.append(f"grid={grid!r}: allowed a non-empty list of numbers in "
+                            f"{_FACTOR_RANGE}")
         elif 1.0 not in [float(x) for x in grid]:
             problems.append(f"grid={grid!r}: must contain 1.0 (the truthful report)")
         if params.get("dimension", "both") not in ("n", "cost", "both"):
@@ -324,3 +327,8 @@ def _unknown(params: Mapping[str, Any], known: set[str], problems: list[str]) ->
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_factor(value: Any) -> bool:
+    """A real report factor within FACTORS."""
+    return _is_real(value) and FACTORS[0] <= value <= FACTORS[1]

@@ -31,15 +31,42 @@ def numbers(x, name: str, keep_float32: bool = False) -> np.ndarray:
     return raw.astype(np.float64)
 
 
+SIZES = (1e-100, 1e100)  # data sizes allowed: the gain's powers of them stay within float64
+SPREAD = 1e12  # the largest data size over the smallest in one market: their sums keep the
+# digits of every size, so a pool less one seller never rounds to nothing
+VALUATIONS = 1e100  # the largest K: sqrt(K / n) stays within float64 for every size allowed
+POOLS = 1e150  # the largest pool (own data and imports) the gain takes
+
+
 def sizes(N, name: str = "N") -> np.ndarray:
-    """Data sizes: a finite 1-D float64 array, every entry > 0."""
+    """Data sizes: a finite 1-D float64 array, every entry in SIZES, the largest at most
+    SPREAD times the smallest."""
     arr = numbers(N, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D array of data sizes, got shape {arr.shape}")
-    bad = ~np.isfinite(arr) | (arr <= 0)
+    bad = ~np.isfinite(arr) | (arr < SIZES[0]) | (arr > SIZES[1])
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{k}] = {arr[k]!r} is invalid: data sizes must be finite and > 0")
+        raise ValueError(f"{name}[{k}] = {arr[k]!r} is invalid: data sizes must be finite and "
+                         f"in {interval(*SIZES)}")
+    spread(arr, name)
+    return arr
+
+
+def spread(arr: np.ndarray, name: str) -> None:
+    """Data sizes at most SPREAD apart (largest over smallest), or a ValueError."""
+    if arr.size and arr.max() > SPREAD * arr.min():
+        raise ValueError(f"{name} spans {arr.min():g} to {arr.max():g}: the largest data size "
+                         f"may be at most {SPREAD:g} times the smallest")
+
+
+def valuations(K, m: int, name: str = "K") -> np.ndarray:
+    """Valuations: per_client, every entry at most VALUATIONS."""
+    arr = per_client(K, m, name)
+    if (arr > VALUATIONS).any():
+        k = int(np.flatnonzero(arr > VALUATIONS)[0])
+        raise ValueError(f"{name}[{k}] = {arr[k]!r} is invalid: allowed range is "
+                         f"{interval(0.0, VALUATIONS)}")
     return arr
 
 
@@ -132,7 +159,7 @@ def market(N, cost, K, D, lam):
     return (
         N,
         per_client(cost, m, "cost"),
-        per_client(K, m, "K"),
+        valuations(K, m),
         dissimilarities(D, m),
         scalar(lam, "lam"),
     )

@@ -31,7 +31,8 @@ _SHARED_FROM = 8  # this many problems without a member left share one flip tabl
 
 def gain(K, n_own, n_total):
     """G = sqrt(K / n_own) - sqrt(K / n_total): the value of growing one's data pool from
-    n_own to n_total samples; 0 where K == 0 or n_total == n_own. Broadcasts.
+    n_own to n_total samples; 0 where K == 0 or n_total == n_own. Broadcasts. K lies in
+    [0, 1e100], n_own in [1e-100, 1e100] and n_total between n_own and 1e150.
 
     Written as sqrt(K) (n_total - n_own) / (sqrt(n_own) sqrt(n_total) (sqrt(n_own) +
     sqrt(n_total))) so that small imports do not lose digits to cancellation.
@@ -39,12 +40,15 @@ def gain(K, n_own, n_total):
     K = np.asarray(K, dtype=np.float64)
     a = np.asarray(n_own, dtype=np.float64)
     b = np.asarray(n_total, dtype=np.float64)
-    if not np.isfinite(K).all() or (K < 0).any():
-        raise ValueError(f"K = {K!r} is invalid: valuations must be finite and >= 0")
-    if not np.isfinite(a).all() or (a <= 0).any():
-        raise ValueError(f"n_own = {a!r} is invalid: own data sizes must be finite and > 0")
-    if not np.isfinite(b).all() or (b < a).any():
-        raise ValueError(f"n_total = {b!r} is invalid: it must be finite and >= n_own")
+    if not np.isfinite(K).all() or (K < 0).any() or (K > checks.VALUATIONS).any():
+        raise ValueError(f"K = {K!r} is invalid: valuations must lie in "
+                         f"{checks.interval(0.0, checks.VALUATIONS)}")
+    if not np.isfinite(a).all() or (a < checks.SIZES[0]).any() or (a > checks.SIZES[1]).any():
+        raise ValueError(f"n_own = {a!r} is invalid: own data sizes must lie in "
+                         f"{checks.interval(*checks.SIZES)}")
+    if not np.isfinite(b).all() or (b < a).any() or (b > checks.POOLS).any():
+        raise ValueError(f"n_total = {b!r} is invalid: it must lie between n_own and "
+                         f"{checks.POOLS:g}")
     sa, sb = np.sqrt(a), np.sqrt(b)
     out = np.sqrt(K) * (b - a) / (sa * sb * (sa + sb))
     return float(out) if out.ndim == 0 else out
@@ -66,7 +70,7 @@ def _prices(N, cost, D, lam):
 def _price_inputs(N, K, tau):
     N = checks.sizes(N)
     m = N.shape[0]
-    K = checks.per_client(K, m, "K")
+    K = checks.valuations(K, m)
     tau = np.asarray(tau, dtype=np.float64)
     if tau.shape != (m, m) or np.isnan(tau).any():
         raise ValueError(f"tau must be a ({m}, {m}) array without NaN, got shape {tau.shape}")
@@ -160,7 +164,9 @@ def _buyer(K, n_own, sizes, prices) -> tuple[float, float, np.ndarray, np.ndarra
     prices = checks.numbers(prices, "prices")
     if prices.shape != sizes.shape or not np.isfinite(prices).all():
         raise ValueError(f"prices must be finite with shape {sizes.shape}, got {prices.shape}")
-    return checks.scalar(K, "K"), checks.scalar(n_own, "n_own", low_open=True), sizes, prices
+    n_own = checks.scalar(n_own, "n_own", *checks.SIZES)
+    checks.spread(np.append(sizes, n_own), "sizes with n_own")
+    return checks.scalar(K, "K", high=checks.VALUATIONS), n_own, sizes, prices
 
 
 def best_values_without(K: float, n_own: float, sizes, prices, chosen) -> np.ndarray:
@@ -301,7 +307,7 @@ def utilities(A, P, N_true, cost_true, K, platform=None) -> np.ndarray:
     m = N.shape[0]
     A = checks.graph(A, m)
     cost = checks.per_client(cost_true, m, "cost_true")
-    K = checks.per_client(K, m, "K")
+    K = checks.valuations(K, m)
     P = np.asarray(P, dtype=np.float64)
     if P.shape != (m, m) or not np.isfinite(P).all():
         raise ValueError(f"P must be a finite ({m}, {m}) array, got shape {P.shape}")

@@ -167,7 +167,7 @@ def shapley(A, N, K, share=1.0, *, n_permutations: int = 1000, seed: int = 0) ->
     N = checks.sizes(N)
     m = N.shape[0]
     A = checks.graph(A, m)
-    K = checks.per_client(K, m, "K")
+    K = checks.valuations(K, m)
     share = checks.scalar(share, "share", high=1.0)
     pi = np.zeros((m, m))
     for buyer in np.flatnonzero(A.any(axis=1)):

@@ -256,7 +256,7 @@ def validate(cfg: MarketConfig) -> list[str]:
     check("weight_decay", _is_real(cfg.weight_decay) and cfg.weight_decay >= 0, "a number >= 0")
     check("n_participants", _is_int(cfg.n_participants) and cfg.n_participants >= 2,
           "an integer >= 2")
-    check("valuation", _is_real(cfg.valuation) and cfg.valuation >= 0, "a number >= 0")
+    check("valuation", _is_valuation(cfg.valuation), f"a number in [0, {_valuations():g}]")
     check("cost", _is_real(cfg.cost) and cfg.cost >= 0, "a number >= 0")
     check("buyer_cost", _is_real(cfg.buyer_cost) and cfg.buyer_cost >= 0, "a number >= 0")
     check("endowment", _is_real(cfg.endowment), "a finite number")
@@ -351,10 +351,11 @@ def _validate_groups(name: str, groups: Any, total: int | None) -> list[str]:
             problems.append(f"{where}.count={g.count!r}: allowed an integer >= 0")
         if g.fraction is not None and not (_is_real(g.fraction) and 0 <= g.fraction <= 1):
             problems.append(f"{where}.fraction={g.fraction!r}: allowed a number in [0, 1]")
-        for attr in ("valuation", "cost"):
-            value = getattr(g, attr)
-            if value is not None and not (_is_real(value) and value >= 0):
-                problems.append(f"{where}.{attr}={value!r}: allowed a number >= 0")
+        if g.valuation is not None and not _is_valuation(g.valuation):
+            problems.append(f"{where}.valuation={g.valuation!r}: allowed a number in "
+                            f"[0, {_valuations():g}]")
+        if g.cost is not None and not (_is_real(g.cost) and g.cost >= 0):
+            problems.append(f"{where}.cost={g.cost!r}: allowed a number >= 0")
         if not isinstance(g.params, Mapping):
             problems.append(f"{where}.params={g.params!r}: allowed a table of parameters")
         elif g.strategy in STRATEGIES:
@@ -505,6 +506,17 @@ def _is_int(value: Any) -> bool:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _valuations() -> float:
+    """The largest valuation K a market takes."""
+    from mechanisms.checks import VALUATIONS
+
+    return VALUATIONS
+
+
+def _is_valuation(value: Any) -> bool:
+    return _is_real(value) and 0 <= value <= _valuations()
 
 
 def _datasets() -> tuple[str, ...]:

@@ -42,6 +42,17 @@ def test_group_problems_name_the_group_and_field():
     assert any("population[1].params" in p and "n_factor=-1" in p for p in problems)
 
 
+def test_valuations_beyond_what_a_market_takes_are_reported():
+    with pytest.raises(ConfigError) as info:
+        MarketConfig.from_dict({"valuation": 1e101, "n_participants": 4, "population": [
+            {"count": 3}, {"count": 1, "valuation": 2e101}]})
+    problems = info.value.problems
+    assert any(p.startswith("valuation=1e+101: allowed a number in [0, 1e+100]")
+               for p in problems)
+    assert any(p.startswith("population[1].valuation=2e+101") for p in problems)
+    assert MarketConfig.from_dict({"valuation": 1e100}).valuation == 1e100
+
+
 def test_counts_must_add_up():
     with pytest.raises(ConfigError, match="add up to 3, allowed exactly n_participants=4"):
         MarketConfig.from_dict({"n_participants": 4, "population": [{"count": 3}]})

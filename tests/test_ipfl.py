@@ -101,7 +101,8 @@ def test_gain_formula_and_broadcast():
 
 
 @pytest.mark.parametrize(
-    "args", [(-1.0, 10.0, 20.0), (1.0, 0.0, 20.0), (1.0, 10.0, 5.0), (np.nan, 10.0, 20.0)]
+    "args", [(-1.0, 10.0, 20.0), (1.0, 0.0, 20.0), (1.0, 10.0, 5.0), (np.nan, 10.0, 20.0),
+             (1e101, 10.0, 20.0), (1.0, 1e-101, 20.0), (1.0, 10.0, 1e151)]
 )
 def test_gain_rejects_invalid(args):
     with pytest.raises(ValueError):
@@ -2248,6 +2249,10 @@ def test_utilities_and_welfare_by_hand():
         {"cost": np.ones(4)},
         {"cost": np.array([1.0, np.nan, 1.0])},
         {"K": np.array([1.0, -2.0, 1.0])},
+        {"K": np.array([1.0, 1e101, 1.0])},
+        {"N": np.array([100.0, 1e-101, 50.0])},
+        {"N": np.array([100.0, 1e101, 50.0])},
+        {"N": np.array([100.0, 2e14, 50.0])},  # over 10^12 times the smallest
         {"D": np.full((3, 3), np.nan)},
         {"D": np.full((3, 3), 2.5)},
         {"D": np.zeros((3, 2))},
@@ -2262,6 +2267,34 @@ def test_invalid_market_inputs_raise(change):
     for fn in (ipfl.clear, ipfl.clear_exact):
         with pytest.raises(ValueError):
             fn(args["N"], args["cost"], args["K"], args["D"], args["lam"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(-100, 88), st.integers(0, 12), st.integers(-100, 100),
+       st.sampled_from([0.0, 1e-300, 1.0, 1e300]), st.sampled_from([0.0, 1.0, 1e100]),
+       st.integers(0, 2**32 - 1))
+def test_every_preset_stays_finite_and_balanced_across_the_allowed_ranges(
+        smallest, spread, valuation, cost, lam, seed):
+    """Sizes anywhere in [1e-100, 1e100] at most 10^12 apart, K up to 1e100, costs from 0 to
+    1e300 and lam up to 1e100: every preset clears without a floating-point warning, and its
+    payments are finite, antisymmetric and sum to 0 (to rounding)."""
+    rng = np.random.default_rng(seed)
+    N = 10.0**smallest * 10.0 ** rng.uniform(0, spread, 6)
+    K = np.where(rng.random(6) < 0.3, 0.0, 10.0**valuation)
+    D = random_dissimilarity(rng, 6, 2.0)
+    with np.errstate(all="raise", under="ignore"):
+        for name in mechanisms.available():
+            params = {"lam": lam} if "lam" in mechanisms.get(name).get_params() else {}
+            _, P = mechanisms.get(name, **params).market(N, np.full(6, cost), K, D)
+            scale = float(np.abs(P).sum())
+            assert np.isfinite(P).all(), name
+            assert np.abs(P + P.T).max() <= 1e-12 * scale, name
+            assert abs(P.sum()) <= 1e-12 * scale, name
+
+
+def test_a_buyer_whose_own_data_is_over_the_spread_from_the_sellers_is_a_value_error():
+    with pytest.raises(ValueError, match="at most 1e\\+12 times the smallest"):
+        ipfl.best_import_set(5e5, 1e-3, np.array([1e10, 2.0]), np.ones(2))
 
 
 _N3 = np.array([100.0, 200.0, 50.0])

@@ -31,6 +31,15 @@ def test_bad_strategy_parameters_list_every_problem():
         make_strategy("saint")
 
 
+@pytest.mark.parametrize("params", [{"n_factor": 1e4}, {"cost_factor": 1e-4}, {"n_factor": 0}])
+def test_misreport_factors_beyond_a_thousand_either_way_are_rejected(params):
+    """Reports stay within the sizes a market takes (at most 10^12 apart)."""
+    with pytest.raises(ValueError, match=r"allowed a number in \[0.001, 1000\]"):
+        make_strategy("misreport", params)
+    with pytest.raises(ValueError, match="grid="):
+        make_strategy("learning", {"grid": [1.0, *params.values()]})
+
+
 def test_arms_cover_the_grid():
     assert report_arms((0.5, 1.0), "n") == [(0.5, 1.0), (1.0, 1.0)]
     assert len(report_arms((0.5, 1.0, 2.0), "both")) == 9
