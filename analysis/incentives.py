@@ -52,6 +52,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 from tqdm import tqdm
 
+from agents.strategies import FACTORS
 from mechanisms import checks, ipfl
 
 log = logging.getLogger(__name__)
@@ -190,10 +191,12 @@ def _profile_dict(F: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _factors(factors: Iterable[float], name: str) -> tuple[float, ...]:
+    """Report factors: a non-empty sequence within the range strategies allow."""
     values = tuple(float(f) for f in factors)
-    if not values or not all(math.isfinite(f) and f > 0 for f in values):
+    low, high = FACTORS
+    if not values or not all(low <= f <= high for f in values):
         raise ValueError(f"{name} = {values!r} is invalid: allowed a non-empty sequence of "
-                         "finite numbers > 0")
+                         f"numbers in [{low:g}, {high:g}]")
     return values
 
 

@@ -159,6 +159,7 @@ def test_regret_table_and_epsilon():
 @pytest.mark.parametrize("kwargs, match", [
     ({"factors": ()}, "factors"),
     ({"factors": (1.0, -2.0)}, "factors"),
+    ({"factors": (1.0, 1e4)}, r"factors .* in \[0.001, 1000\]"),  # as strategies allow
     ({"participants": [7]}, "participants"),
     ({"dimensions": ("size",)}, "dimensions"),
 ])
