@@ -130,7 +130,7 @@ def tie_benchmarks() -> None:
                          (N, 1e-4 * N, K_VALUE, np.zeros((200, 200)), LAM))
     rng = np.random.default_rng(1)
     N = rng.integers(1000, 1100, 200).astype(float)
-    for noise in (0.0, 1e-6):
+    for noise in (0.0, 1e-6, 1e-9):
         cost = 1e-5 * N * (1 + noise * rng.uniform(-1, 1, 200))
         exact_next_to_greedy(f"narrow_band m=200 sizes=1000..1099 cost=1e-5*N noise={noise}",
                              (N, cost, K_VALUE, np.zeros((200, 200)), LAM), 1 if noise else 3)
