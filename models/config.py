@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from mechanisms.checks import VALUATIONS
+
 ROLES = ("trader", "buyer", "seller")
 STRATEGIES = ("truthful", "misreport", "free_rider", "fake", "learning")
 NETWORKS = ("auto", "mlp", "cnn")
@@ -256,7 +258,7 @@ def validate(cfg: MarketConfig) -> list[str]:
     check("weight_decay", _is_real(cfg.weight_decay) and cfg.weight_decay >= 0, "a number >= 0")
     check("n_participants", _is_int(cfg.n_participants) and cfg.n_participants >= 2,
           "an integer >= 2")
-    check("valuation", _is_valuation(cfg.valuation), f"a number in [0, {_valuations():g}]")
+    check("valuation", _is_valuation(cfg.valuation), f"a number in [0, {VALUATIONS:g}]")
     check("cost", _is_real(cfg.cost) and cfg.cost >= 0, "a number >= 0")
     check("buyer_cost", _is_real(cfg.buyer_cost) and cfg.buyer_cost >= 0, "a number >= 0")
     check("endowment", _is_real(cfg.endowment), "a finite number")
@@ -353,7 +355,7 @@ def _validate_groups(name: str, groups: Any, total: int | None) -> list[str]:
             problems.append(f"{where}.fraction={g.fraction!r}: allowed a number in [0, 1]")
         if g.valuation is not None and not _is_valuation(g.valuation):
             problems.append(f"{where}.valuation={g.valuation!r}: allowed a number in "
-                            f"[0, {_valuations():g}]")
+                            f"[0, {VALUATIONS:g}]")
         if g.cost is not None and not (_is_real(g.cost) and g.cost >= 0):
             problems.append(f"{where}.cost={g.cost!r}: allowed a number >= 0")
         if not isinstance(g.params, Mapping):
@@ -508,15 +510,9 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _valuations() -> float:
-    """The largest valuation K a market takes."""
-    from mechanisms.checks import VALUATIONS
-
-    return VALUATIONS
-
-
 def _is_valuation(value: Any) -> bool:
-    return _is_real(value) and 0 <= value <= _valuations()
+    """A valuation K that a market takes."""
+    return _is_real(value) and 0 <= value <= VALUATIONS
 
 
 def _datasets() -> tuple[str, ...]:

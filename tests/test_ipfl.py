@@ -262,14 +262,13 @@ def test_exact_equals_the_plain_flip_search_at_two_hundred():
         for noise in (0.0, 1e-6, 1e-2):
             for seed in range(2):
                 buyer = buyer_of_kind(kind, noise, seed)
-                loss, tol = loss_of(*buyer, exact.best_set(*buyer))
-                core = exact._Core(*buyer)
-                core.step = exact._lattice(core.size)
+                core = lattice_core(*buyer)
+                loss = core.flip_loss(np.flatnonzero(exact.best_set(*buyer) ^ core.in_r))
                 search = exact._Search(core)
                 search.first_state()
                 if search.attempt(1 << 17):
                     checked += 1
-                    assert abs(loss - search.best) <= tol, (kind, noise, seed)
+                    assert abs(loss - search.best) <= core.tol, (kind, noise, seed)
     assert checked >= 40
 
 
